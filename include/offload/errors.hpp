@@ -1,0 +1,90 @@
+// offload/errors.hpp — the exception types offload throws.
+// Every type derives from std::exception; each what() says what happened and
+// what to do. timeout_error and cancelled_error are unrelated types, so
+// catching one never catches the other.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <sys/types.h>
+
+namespace offload {
+
+/// Thrown at a suspension point of a task that was cancelled.
+/// A task may catch it and carry on (as in asyncio), but should usually rethrow.
+class cancelled_error : public std::exception {
+public:
+    cancelled_error() = default;
+    explicit cancelled_error(std::string what) : what_(std::move(what)) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+    std::string what_ = "offload::cancelled_error: the task was cancelled at this await "
+                        "(task_handle::cancel, wait_for timeout or a failing sibling); "
+                        "let it propagate unless you mean to ignore the cancellation";
+};
+
+/// Thrown by wait_for (and executors with a task timeout) when the deadline passed.
+class timeout_error : public std::exception {
+public:
+    timeout_error() = default;
+    explicit timeout_error(std::string what) : what_(std::move(what)) {}
+    const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+    std::string what_ = "offload::timeout_error: the operation did not finish before its "
+                        "deadline and was cancelled; raise the timeout or make the work smaller";
+};
+
+/// Thrown when work is submitted to an executor that was shut down, or when a
+/// queued call is dropped by shutdown(wait, cancel_pending = true).
+class executor_closed : public std::runtime_error {
+public:
+    explicit executor_closed(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// The executor can no longer run work (for example a process pool with
+/// crash_policy::break_pool after a worker died). Create a new executor.
+class broken_executor : public std::runtime_error {
+public:
+    explicit broken_executor(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// A worker process died while running the task that receives this error.
+class worker_crashed : public broken_executor {
+public:
+    worker_crashed(const std::string& what, int signal, int exit_status, pid_t pid)
+        : broken_executor(what), signal_(signal), exit_status_(exit_status), pid_(pid) {}
+    /// The signal that killed the worker, or 0 if it exited.
+    int signal() const noexcept { return signal_; }
+    /// The worker's exit code when it exited (meaningful when signal() == 0).
+    int exit_status() const noexcept { return exit_status_; }
+    /// The pid the worker had.
+    pid_t pid() const noexcept { return pid_; }
+
+private:
+    int signal_;
+    int exit_status_;
+    pid_t pid_;
+};
+
+/// An exception thrown in a worker process whose type has no standard
+/// counterpart; carries the original type name and message.
+class remote_error : public std::runtime_error {
+public:
+    remote_error(std::string type_name, const std::string& message)
+        : std::runtime_error(message), type_name_(std::move(type_name)) {}
+    /// The (demangled) type name of the exception thrown in the worker.
+    const std::string& type_name() const noexcept { return type_name_; }
+
+private:
+    std::string type_name_;
+};
+
+/// A value could not be encoded or decoded on its way across a process boundary.
+class serialization_error : public std::runtime_error {
+public:
+    explicit serialization_error(const std::string& what) : std::runtime_error(what) {}
+};
+
+} // namespace offload

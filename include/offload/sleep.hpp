@@ -1,0 +1,53 @@
+// offload/sleep.hpp — sleep(d): suspend the current task for a duration.
+// The awaiter embeds its timer node, so sleeping allocates nothing.
+#pragma once
+
+#include <offload/detail/scheduler.hpp>
+#include <offload/detail/timer_heap.hpp>
+#include <offload/event_loop.hpp>
+
+#include <chrono>
+#include <source_location>
+
+namespace offload {
+
+namespace detail {
+struct sleep_awaiter final : waiter, timer_node {
+    clock::duration delay;
+    event_loop* el = nullptr;
+
+    sleep_awaiter(clock::duration d, std::source_location loc) : waiter(loc), delay(d) {}
+    sleep_awaiter(const sleep_awaiter&) = delete;
+    sleep_awaiter& operator=(const sleep_awaiter&) = delete;
+    ~sleep_awaiter() {
+        if (queued()) el->remove_timer(this);
+    }
+
+    bool await_ready() const noexcept { return false; }
+    bool await_suspend(std::coroutine_handle<> h) {
+        if (!arm(h)) return false;
+        el = static_cast<event_loop*>(loop);
+        deadline = clock::now() + (delay.count() > 0 ? delay : clock::duration::zero());
+        el->add_timer(this);
+        return true;
+    }
+    void await_resume() const { throw_if_cancelled(); }
+
+    void fire() override { wake(); }
+    void cancel() noexcept override {
+        el->remove_timer(this);
+        wake_cancelled();
+    }
+};
+} // namespace detail
+
+/// Suspends the current task for `d` (at least; a zero or negative `d` still
+/// yields to the loop once, like asyncio.sleep(0)).
+/// Cancellation: the timer is removed and the await throws cancelled_error.
+template <class Rep, class Period>
+[[nodiscard]] detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> d,
+                                          std::source_location loc = std::source_location::current()) {
+    return detail::sleep_awaiter(std::chrono::ceil<detail::clock::duration>(d), loc);
+}
+
+} // namespace offload

@@ -1,0 +1,105 @@
+// offload/task_handle.hpp — create_task and task_handle<T>: schedule a task on
+// the running loop and keep a handle to await, cancel or inspect it, like an
+// asyncio.Task. A task whose exception nobody retrieves is reported to the
+// loop's exception handler when its last handle goes away; it is never lost.
+#pragma once
+
+#include <offload/detail/root_task.hpp>
+#include <offload/event_loop.hpp>
+#include <offload/task.hpp>
+
+#include <functional>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace offload {
+
+/// A scheduled task. Copyable (reference-counted); the task runs to completion
+/// whether or not handles remain.
+///
+/// Thread safety: use it on its loop's thread only.
+/// Cancellation: cancel() makes the task's current (or next) suspension point
+/// throw cancelled_error. A task awaiting this handle that gets cancelled
+/// cancels this task too and waits for it to unwind.
+template <class T = void>
+class task_handle {
+public:
+    task_handle() noexcept = default;
+    explicit task_handle(detail::task_state<T>* st) noexcept : st_(st) {
+        if (st_) st_->retain();
+    }
+    task_handle(const task_handle& o) noexcept : task_handle(o.st_) {}
+    task_handle(task_handle&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+    task_handle& operator=(task_handle o) noexcept {
+        std::swap(st_, o.st_);
+        return *this;
+    }
+    ~task_handle() {
+        if (st_) st_->release();
+    }
+
+    /// Awaits the task: its result, or its exception rethrown.
+    detail::join_awaiter<T> operator co_await() const { return detail::join_awaiter<T>(state(), {}); }
+
+    /// Requests cancellation. Returns false if the task already finished.
+    bool cancel() noexcept {
+        if (!st_ || st_->done) return false;
+        st_->request_cancel();
+        return true;
+    }
+    bool done() const noexcept { return st_ && st_->done; }
+    /// True if the task finished by cancelled_error.
+    bool cancelled() const noexcept { return st_ && st_->cancelled(); }
+    const std::string& name() const { return state()->name; }
+    /// The result of a finished task (rethrows its exception); std::logic_error if it has not finished.
+    T result() const {
+        if (!done()) throw std::logic_error("offload: task_handle::result() on a task that has not finished; co_await it");
+        return st_->result();
+    }
+    /// The exception the task ended with (null if none or not finished); marks it retrieved.
+    std::exception_ptr exception() const noexcept {
+        if (!done()) return nullptr;
+        st_->mark_retrieved();
+        return st_->exception();
+    }
+    explicit operator bool() const noexcept { return st_ != nullptr; }
+
+    detail::task_state<T>* state() const {
+        if (!st_) throw std::logic_error("offload: empty task_handle; assign it the result of create_task");
+        return st_;
+    }
+
+private:
+    detail::task_state<T>* st_ = nullptr;
+};
+
+/// Schedules `t` to run on the current loop and returns its handle.
+/// Throws std::logic_error when no loop runs on this thread.
+/// Example: `auto h = create_task(fetch(url), "fetch"); … auto v = co_await h;`
+template <class T>
+task_handle<T> create_task(task<T> t, std::string name = {}) {
+    auto* st = detail::spawn(event_loop::current(), std::move(t), std::move(name));
+    task_handle<T> h(st);
+    return h;
+}
+
+namespace detail {
+template <class F, class... A>
+auto keep_alive(F f, A... args) -> std::invoke_result_t<F&, A&...> {
+    co_return co_await std::invoke(f, args...);
+}
+} // namespace detail
+
+/// Schedules the task returned by `fn(args...)`, keeping `fn` (and its
+/// captures) and decay-copied `args` alive in the task's frame until it ends:
+/// the safe form of `create_task([&] () -> task<> {...}())`.
+template <class F, class... A>
+    requires std::is_invocable_v<std::decay_t<F>&, std::decay_t<A>&...> &&
+             detail::is_task_v<std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>>
+auto create_task(F&& fn, A&&... args) {
+    return create_task(detail::keep_alive(std::decay_t<F>(std::forward<F>(fn)), std::decay_t<A>(std::forward<A>(args))...));
+}
+
+} // namespace offload
