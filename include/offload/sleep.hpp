@@ -17,7 +17,8 @@ struct sleep_awaiter final : waiter, timer_node {
     event_loop* el = nullptr;
 
     sleep_awaiter(clock::duration d, std::source_location loc) : waiter(loc), delay(d) {}
-    sleep_awaiter(const sleep_awaiter&) = delete;
+    // Movable until awaited (so it can be handed to gather or wait_for).
+    sleep_awaiter(sleep_awaiter&& o) noexcept : waiter(o.where), timer_node(), delay(o.delay) {}
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
     ~sleep_awaiter() {
         if (queued()) el->remove_timer(this);

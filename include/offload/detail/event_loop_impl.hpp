@@ -42,7 +42,8 @@ struct fd_awaiter final : waiter {
     bool registered = false;
 
     fd_awaiter(event_loop* l, int f, bool w, std::source_location loc) : waiter(loc), el(l), fd(f), write(w) {}
-    fd_awaiter(const fd_awaiter&) = delete;
+    // Movable until awaited (so it can be handed to gather or wait_for).
+    fd_awaiter(fd_awaiter&& o) noexcept : waiter(o.where), el(o.el), fd(o.fd), write(o.write) {}
     fd_awaiter& operator=(const fd_awaiter&) = delete;
     ~fd_awaiter() { unregister(); }
 

@@ -157,6 +157,23 @@ struct waiter : cancellable {
         return true;
     }
 
+    /// Like arm(), for a wait that must not be interrupted (waiting for children
+    /// to unwind): a pending cancellation is taken over in `cancelled`, and the
+    /// waiter's cancel() should only set `cancelled`. rearm_cancel() hands it back.
+    void arm_shielded(std::coroutine_handle<> h) {
+        if (!arm(h)) {
+            ctx->waiter = this;
+            ctx->suspended_at = where;
+        }
+    }
+
+    /// Gives a cancellation recorded by a shielded wait back to the task, to be
+    /// thrown at its next suspension point.
+    void rearm_cancel() noexcept {
+        if (cancelled && ctx) ctx->cancel_pending = true;
+        cancelled = false;
+    }
+
     /// Resumes the task (through the ready queue) with a normal outcome.
     void wake() {
         disarm();

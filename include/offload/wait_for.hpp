@@ -1,0 +1,112 @@
+// offload/wait_for.hpp — wait_for(awaitable, timeout), asyncio.wait_for:
+// the awaitable runs as its own task; at the deadline it is cancelled, the
+// caller waits for it to unwind, and timeout_error is thrown. A result that
+// arrives first wins, even if the deadline passes while it is delivered.
+#pragma once
+
+#include <offload/detail/awaitable_traits.hpp>
+#include <offload/detail/child_watch.hpp>
+#include <offload/detail/root_task.hpp>
+#include <offload/detail/timer_heap.hpp>
+#include <offload/event_loop.hpp>
+#include <offload/task.hpp>
+#include <offload/task_handle.hpp>
+
+#include <chrono>
+#include <fmt/format.h>
+#include <source_location>
+
+namespace offload {
+
+namespace detail {
+// Resumes when the task ends (returns false) or the deadline passes (true).
+struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
+    task_state_base* st;
+    clock::duration timeout;
+    event_loop* el = nullptr;
+    bool timed_out = false;
+
+    done_or_timeout_awaiter(task_state_base* s, clock::duration d, std::source_location loc)
+        : waiter(loc), st(s), timeout(d) {}
+    done_or_timeout_awaiter(const done_or_timeout_awaiter&) = delete;
+    done_or_timeout_awaiter& operator=(const done_or_timeout_awaiter&) = delete;
+    ~done_or_timeout_awaiter() {
+        if (queued()) el->remove_timer(this);
+    }
+
+    bool await_ready() const noexcept { return st->done; }
+    bool await_suspend(std::coroutine_handle<> h) {
+        if (!arm(h)) return false;
+        el = static_cast<event_loop*>(loop);
+        deadline = clock::now() + timeout;
+        el->add_timer(this);
+        st->add_listener(this);
+        return true;
+    }
+    bool await_resume() const {
+        throw_if_cancelled();
+        return timed_out;
+    }
+
+    void on_done() noexcept override {
+        el->remove_timer(this);
+        wake();
+    }
+    void fire() override {
+        timed_out = true;
+        intrusive_list<done_listener>::erase(this);
+        wake();
+    }
+    void cancel() noexcept override {
+        el->remove_timer(this);
+        intrusive_list<done_listener>::erase(this);
+        wake_cancelled();
+    }
+};
+
+} // namespace detail
+
+/// Awaits `aw` (a task<T>, a task_handle<T> or any awaitable) for at most
+/// `timeout`. On timeout, cancels it, waits for it to unwind, and throws
+/// timeout_error. If `aw` completes first (even by catching the cancellation
+/// and returning a value), its result is returned.
+///
+/// Cancellation: cancelling the caller cancels `aw`, waits for it, and throws cancelled_error.
+/// Example: `auto v = co_await wait_for(to_thread(work), 2s);`
+template <class A, class Rep, class Period>
+    requires detail::gatherable<A>
+task<detail::child_value_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period> timeout_d,
+                                        std::source_location loc = std::source_location::current()) {
+    using T = detail::child_value_t<A>;
+    const auto timeout = std::chrono::ceil<detail::clock::duration>(timeout_d);
+    task_handle<T> h = detail::to_handle(std::move(aw));
+    detail::task_state_base* st = h.state();
+    bool cancelled_here = false;
+    bool timed_out = false;
+    try {
+        timed_out = co_await detail::done_or_timeout_awaiter(st, timeout, loc);
+    } catch (const cancelled_error&) {
+        cancelled_here = true;
+    }
+    if (cancelled_here || timed_out) {
+        if (!st->done) {
+            st->request_cancel();
+            detail::task_state_base* one[] = {st};
+            co_await detail::child_watch(one, detail::child_watch::mode::all_done, true, loc);
+        }
+        if (cancelled_here) {
+            st->mark_retrieved();
+            throw cancelled_error();
+        }
+        if (st->cancelled()) {
+            st->mark_retrieved();
+            throw timeout_error(fmt::format(
+                "offload::timeout_error: wait_for gave up after {:.3f} ms and cancelled the operation; raise the "
+                "timeout, or make the work smaller",
+                std::chrono::duration<double, std::milli>(timeout).count()));
+        }
+    }
+    co_return co_await h; // finished: its value, or its own exception
+}
+
+} // namespace offload
