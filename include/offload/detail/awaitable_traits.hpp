@@ -44,7 +44,10 @@ concept gatherable = is_task_v<std::remove_cvref_t<A>> || is_task_handle_v<std::
 
 /// The value type an argument of gather/wait_for produces.
 template <class A>
-struct child_value {
+struct child_value {}; // not awaitable: no type (keeps overload resolution SFINAE-friendly)
+template <class A>
+    requires awaitable<A>
+struct child_value<A> {
     using type = await_result_t<A>;
 };
 template <class T>
