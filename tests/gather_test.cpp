@@ -1,0 +1,150 @@
+#include <offload/gather.hpp>
+
+#include <offload/run.hpp>
+#include <offload/sleep.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace offload;
+using namespace std::chrono_literals;
+
+namespace {
+
+task<int> value_after(int v, std::chrono::milliseconds d) {
+    co_await sleep(d);
+    co_return v;
+}
+
+task<> fail_after(std::chrono::milliseconds d) {
+    co_await sleep(d);
+    throw std::invalid_argument("child failed");
+}
+
+struct probe {
+    int started = 0;
+    int cleaned = 0;
+    int finished = 0;
+};
+
+task<int> sleeper(probe& p, std::chrono::milliseconds d) {
+    ++p.started;
+    try {
+        co_await sleep(d);
+    } catch (const cancelled_error&) {
+        ++p.cleaned;
+        throw;
+    }
+    ++p.finished;
+    co_return 1;
+}
+
+} // namespace
+
+TEST_CASE("gather: results come back in argument order, not completion order", "[gather]") {
+    auto r = run([]() -> task<std::tuple<int, int, int>> {
+        co_return co_await gather(value_after(1, 30ms), value_after(2, 1ms), value_after(3, 10ms));
+    }());
+    CHECK(r == std::make_tuple(1, 2, 3));
+}
+
+TEST_CASE("gather: void results and plain awaitables become std::monostate", "[gather]") {
+    run([]() -> task<> {
+        auto r = co_await gather(sleep(1ms), value_after(7, 1ms));
+        CHECK(std::get<1>(r) == 7);
+        static_assert(std::is_same_v<std::tuple_element_t<0, decltype(r)>, std::monostate>);
+    }());
+}
+
+TEST_CASE("gather: children run concurrently", "[gather]") {
+    auto t0 = std::chrono::steady_clock::now();
+    run([]() -> task<> {
+        co_await gather(sleep(100ms), sleep(100ms), sleep(100ms), sleep(100ms));
+    }());
+    // Sequential would take 400 ms; generous bound for a noisy machine.
+    CHECK(std::chrono::steady_clock::now() - t0 < 350ms);
+}
+
+TEST_CASE("gather: the first failure cancels the others, waits for them, then rethrows", "[gather]") {
+    probe p;
+    run([](probe& p) -> task<> {
+        bool threw = false;
+        try {
+            co_await gather(sleeper(p, 10s), fail_after(5ms), sleeper(p, 10s));
+        } catch (const std::invalid_argument& e) {
+            threw = true;
+            CHECK(std::string(e.what()) == "child failed");
+        }
+        CHECK(threw);
+        // No orphan: both siblings already unwound when gather rethrew.
+        CHECK(p.started == 2);
+        CHECK(p.cleaned == 2);
+        CHECK(p.finished == 0);
+    }(p));
+    CHECK(p.cleaned == 2);
+}
+
+TEST_CASE("gather: cancelling the gathering task cancels every child and leaves no orphan", "[gather]") {
+    probe p;
+    run([](probe& p) -> task<> {
+        auto h = create_task([](probe& p) -> task<> { co_await gather(sleeper(p, 10s), sleeper(p, 10s)); }, std::ref(p));
+        co_await sleep(5ms);
+        CHECK(p.started == 2);
+        h.cancel();
+        bool cancelled = false;
+        try {
+            co_await h;
+        } catch (const cancelled_error&) {
+            cancelled = true;
+        }
+        CHECK(cancelled);
+        CHECK(h.cancelled());
+        CHECK(p.cleaned == 2);
+    }(p));
+}
+
+TEST_CASE("gather: a vector of tasks gives a vector of results in order", "[gather]") {
+    auto r = run([]() -> task<std::vector<int>> {
+        std::vector<task<int>> ts;
+        for (int i = 0; i < 50; ++i) ts.push_back(value_after(i, std::chrono::milliseconds(50 - i)));
+        co_return co_await gather(std::move(ts));
+    }());
+    REQUIRE(r.size() == 50);
+    for (int i = 0; i < 50; ++i) CHECK(r[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("gather: an empty vector completes at once", "[gather]") {
+    auto r = run([]() -> task<std::vector<int>> { co_return co_await gather(std::vector<task<int>>{}); }());
+    CHECK(r.empty());
+}
+
+TEST_CASE("gather: a vector child failure cancels the rest", "[gather]") {
+    probe p;
+    run([](probe& p) -> task<> {
+        std::vector<task<int>> ts;
+        ts.push_back(sleeper(p, 10s));
+        ts.push_back([]() -> task<int> {
+            co_await sleep(2ms);
+            throw std::out_of_range("bad index");
+        }());
+        ts.push_back(sleeper(p, 10s));
+        REQUIRE_THROWS_AS(co_await gather(std::move(ts)), std::out_of_range);
+        CHECK(p.cleaned == 2);
+    }(p));
+}
+
+TEST_CASE("gather: accepts task handles, which keep their own identity", "[gather]") {
+    run([]() -> task<> {
+        auto h = create_task(value_after(5, 1ms), "five");
+        auto [a, b] = co_await gather(h, value_after(6, 1ms));
+        CHECK(a == 5);
+        CHECK(b == 6);
+        CHECK(h.done());
+        auto again = co_await h;
+        CHECK(again == 5);
+    }());
+}

@@ -1,0 +1,127 @@
+#include <offload/wait_for.hpp>
+
+#include <offload/run.hpp>
+#include <offload/sleep.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+
+using namespace offload;
+using namespace std::chrono_literals;
+
+namespace {
+task<int> value_after(int v, std::chrono::milliseconds d) {
+    co_await sleep(d);
+    co_return v;
+}
+
+struct probe {
+    int cleaned = 0;
+};
+
+task<int> slow(probe& p) {
+    try {
+        co_await sleep(10s);
+    } catch (const cancelled_error&) {
+        ++p.cleaned;
+        throw;
+    }
+    co_return 1;
+}
+} // namespace
+
+TEST_CASE("wait_for: a result that arrives in time is returned", "[wait_for]") {
+    int v = run([]() -> task<int> { co_return co_await wait_for(value_after(4, 1ms), 5s); }());
+    CHECK(v == 4);
+}
+
+TEST_CASE("wait_for: on timeout the inner task is cancelled, has unwound, and timeout_error is thrown", "[wait_for]") {
+    probe p;
+    run([](probe& p) -> task<> {
+        auto t0 = std::chrono::steady_clock::now();
+        bool timed_out = false;
+        try {
+            co_await wait_for(slow(p), 20ms);
+        } catch (const timeout_error&) {
+            timed_out = true;
+        }
+        CHECK(timed_out);
+        CHECK(p.cleaned == 1); // unwound before wait_for threw
+        auto took = std::chrono::steady_clock::now() - t0;
+        CHECK(took >= 20ms);
+        CHECK(took < 2s);
+    }(p));
+}
+
+TEST_CASE("wait_for: timeout_error is not a cancelled_error", "[wait_for]") {
+    run([]() -> task<> {
+        bool caught_cancel = false;
+        bool caught_timeout = false;
+        try {
+            try {
+                co_await wait_for(sleep(1s), 1ms);
+            } catch (const cancelled_error&) {
+                caught_cancel = true;
+            }
+        } catch (const timeout_error&) {
+            caught_timeout = true;
+        }
+        CHECK_FALSE(caught_cancel);
+        CHECK(caught_timeout);
+    }());
+}
+
+TEST_CASE("wait_for: an inner result that wins the race with the deadline is returned", "[wait_for]") {
+    // The inner task swallows the cancellation and returns a value: the value wins.
+    int v = run([]() -> task<int> {
+        co_return co_await wait_for(
+            []() -> task<int> {
+                try {
+                    co_await sleep(10s);
+                } catch (const cancelled_error&) {
+                    co_return 99;
+                }
+                co_return 0;
+            }(),
+            5ms);
+    }());
+    CHECK(v == 99);
+}
+
+TEST_CASE("wait_for: an inner exception passes through unchanged", "[wait_for]") {
+    run([]() -> task<> {
+        REQUIRE_THROWS_AS(co_await wait_for(
+                              []() -> task<int> {
+                                  co_await sleep(1ms);
+                                  throw std::invalid_argument("inner");
+                              }(),
+                              5s),
+                          std::invalid_argument);
+    }());
+}
+
+TEST_CASE("wait_for: cancelling the waiter cancels the inner operation and throws cancelled_error", "[wait_for]") {
+    probe p;
+    run([](probe& p) -> task<> {
+        auto h = create_task([](probe& p) -> task<int> { co_return co_await wait_for(slow(p), 10s); }, std::ref(p));
+        co_await sleep(5ms);
+        h.cancel();
+        REQUIRE_THROWS_AS(co_await h, cancelled_error);
+        CHECK(p.cleaned == 1);
+    }(p));
+}
+
+TEST_CASE("wait_for: a zero timeout on an unfinished operation times out", "[wait_for]") {
+    run([]() -> task<> { REQUIRE_THROWS_AS(co_await wait_for(sleep(1s), 0ms), timeout_error); }());
+}
+
+TEST_CASE("wait_for: leaves no timer behind", "[wait_for]") {
+    run([]() -> task<> {
+        for (int i = 0; i < 100; ++i) {
+            int v = co_await wait_for(value_after(i, 0ms), 10s);
+            CHECK(v == i);
+        }
+        CHECK(event_loop::current().scheduled_timers() == 0);
+    }());
+}
