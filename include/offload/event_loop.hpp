@@ -38,6 +38,19 @@ struct exception_context {
 using exception_handler = std::function<void(const exception_context&)>;
 
 namespace detail {
+/// A completion posted to a loop from another thread (intrusive, so an
+/// executor can embed it in its work item and post without allocating).
+struct remote_node {
+    remote_node* next = nullptr;
+    /// Runs on the loop thread, as one step.
+    virtual void run_on_loop() = 0;
+    /// The loop is destroyed before running the node.
+    virtual void discard() noexcept = 0;
+
+protected:
+    ~remote_node() = default;
+};
+
 struct callback_timer final : timer_node {
     event_loop* loop = nullptr;
     small_function fn;
@@ -176,6 +189,18 @@ public:
     /// Reports an error to the exception handler.
     void call_exception_handler(const exception_context& ctx) noexcept;
 
+    /// Posts `n` to run on the loop; callable from any thread, never blocks.
+    void post_remote(detail::remote_node* n) noexcept;
+    /// Loop thread: `delta` more (or fewer) remote completions are expected.
+    /// While some are, an idle loop spins briefly before it sleeps, so a quick
+    /// offload completes without a wake-up syscall on either side.
+    void expect_remote(std::ptrdiff_t delta) noexcept {
+        remote_pending_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(remote_pending_) + delta);
+    }
+    /// How long an idle loop spins for expected completions before sleeping
+    /// (default 50 µs; 0 disables spinning).
+    void set_spin_budget(std::chrono::nanoseconds d) noexcept { spin_budget_ = d; }
+
     /// Number of timers currently scheduled (call_later, call_at, sleeps).
     std::size_t scheduled_timers() const noexcept { return timers_.size(); }
 
@@ -186,10 +211,6 @@ public:
     bool clear_io(int fd, bool write) noexcept;
 
 private:
-    struct ts_node {
-        detail::small_function fn;
-        ts_node* next = nullptr;
-    };
     struct fd_entry {
         detail::small_function cb[2]; // reader, writer
         unsigned gen[2] = {0, 0};     // bumped on every set/clear, to spot changes made by a callback
@@ -221,7 +242,9 @@ private:
     std::map<int, std::function<void()>> signals_;
     sigset_t sigmask_{};
 
-    std::atomic<ts_node*> ts_head_{nullptr};
+    std::atomic<detail::remote_node*> ts_head_{nullptr};
+    std::size_t remote_pending_ = 0;
+    std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
     std::atomic<bool> sleeping_{false};
 
     duration slow_threshold_ = std::chrono::milliseconds(100);

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -20,6 +21,14 @@
 namespace offload {
 
 namespace detail {
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
 [[noreturn]] inline void throw_errno(const char* what) {
     throw std::system_error(errno, std::generic_category(), what);
 }
@@ -120,7 +129,7 @@ inline event_loop::~event_loop() {
     tasks_.for_each([](detail::task_record* t) { t->detach(); });
     while (!ready_.empty()) ready_.pop_front(); // drop queued callbacks (and resumptions of dead frames)
     while (!timers_.empty()) timers_.pop()->discard();
-    for (ts_node* n = ts_head_.exchange(nullptr); n;) delete std::exchange(n, n->next);
+    for (detail::remote_node* n = ts_head_.exchange(nullptr); n;) std::exchange(n, n->next)->discard();
     for (auto& [sig, fn] : signals_) {
         sigset_t one;
         sigemptyset(&one);
@@ -176,10 +185,25 @@ timer_handle event_loop::call_at(time_point when, F&& fn) {
     return h;
 }
 
+namespace detail {
+struct fn_remote_node final : remote_node {
+    small_function fn;
+    explicit fn_remote_node(small_function f) noexcept : fn(std::move(f)) {}
+    void run_on_loop() override {
+        std::unique_ptr<fn_remote_node> self(this);
+        fn();
+    }
+    void discard() noexcept override { delete this; }
+};
+} // namespace detail
+
 template <class F>
 void event_loop::call_soon_threadsafe(F&& fn) {
-    auto* n = new ts_node{detail::small_function(std::forward<F>(fn)), nullptr};
-    ts_node* head = ts_head_.load(std::memory_order_relaxed);
+    post_remote(new detail::fn_remote_node(detail::small_function(std::forward<F>(fn))));
+}
+
+inline void event_loop::post_remote(detail::remote_node* n) noexcept {
+    detail::remote_node* head = ts_head_.load(std::memory_order_relaxed);
     do {
         n->next = head;
     } while (!ts_head_.compare_exchange_weak(head, n, std::memory_order_seq_cst, std::memory_order_relaxed));
@@ -280,6 +304,19 @@ inline void event_loop::poll(bool may_block) {
             timeout_ns = d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d).count() : 0;
         }
     }
+    if (timeout_ns != 0 && remote_pending_ > 0 && spin_budget_.count() > 0) {
+        // Completions are due from other threads: spin a little before paying
+        // for a sleep and a wake-up (about 50 µs round trip across cores).
+        auto until = clock::now() + spin_budget_;
+        for (unsigned i = 1;; ++i) {
+            if (ts_head_.load(std::memory_order_acquire) != nullptr) {
+                timeout_ns = 0;
+                break;
+            }
+            detail::cpu_relax();
+            if ((i & 63) == 0 && clock::now() >= until) break;
+        }
+    }
     if (timeout_ns != 0) {
         sleeping_.store(true, std::memory_order_seq_cst);
         if (ts_head_.load(std::memory_order_seq_cst) != nullptr) timeout_ns = 0; // see call_soon_threadsafe
@@ -330,17 +367,17 @@ inline void event_loop::run_timers() {
 
 inline void event_loop::drain_threadsafe() {
     if (ts_head_.load(std::memory_order_relaxed) == nullptr) return;
-    ts_node* n = ts_head_.exchange(nullptr, std::memory_order_acquire);
-    ts_node* fifo = nullptr; // the stack is LIFO; reverse it
+    detail::remote_node* n = ts_head_.exchange(nullptr, std::memory_order_acquire);
+    detail::remote_node* fifo = nullptr; // the stack is LIFO; reverse it
     while (n) {
-        ts_node* next = n->next;
+        detail::remote_node* next = n->next;
         n->next = fifo;
         fifo = n;
         n = next;
     }
     while (fifo) {
-        ready_.emplace_back(std::move(fifo->fn));
-        delete std::exchange(fifo, fifo->next);
+        detail::remote_node* node = std::exchange(fifo, fifo->next);
+        ready_.emplace_back([node] { node->run_on_loop(); });
     }
 }
 
