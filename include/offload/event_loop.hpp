@@ -19,6 +19,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <memory>
 #include <source_location>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 namespace offload {
 
 class event_loop;
+class thread_pool;
 
 /// What the loop's exception handler receives: an error no one else could catch
 /// (an exception thrown by a callback, or by a task whose result nobody retrieved).
@@ -38,6 +40,11 @@ struct exception_context {
 using exception_handler = std::function<void(const exception_context&)>;
 
 namespace detail {
+/// Type-erased ownership of the loop's default executors (defined with them).
+struct executor_holder {
+    virtual ~executor_holder() = default;
+};
+
 /// A completion posted to a loop from another thread (intrusive, so an
 /// executor can embed it in its work item and post without allocating).
 struct remote_node {
@@ -201,6 +208,15 @@ public:
     /// (default 50 µs; 0 disables spinning).
     void set_spin_budget(std::chrono::nanoseconds d) noexcept { spin_budget_ = d; }
 
+    /// The loop's default thread pool (to_thread), created on first use with
+    /// min(32, available_cpus() + 4) workers like asyncio's; shut down with the loop.
+    /// Defined in <offload/thread_pool.hpp>.
+    thread_pool& default_thread_pool();
+    /// The executor offload() uses; by default the default thread pool.
+    /// The pool must outlive the loop's use of it. Defined in <offload/thread_pool.hpp>.
+    void set_default_executor(thread_pool& pool) noexcept { default_executor_ = &pool; }
+    thread_pool& default_executor();
+
     /// Number of timers currently scheduled (call_later, call_at, sleeps).
     std::size_t scheduled_timers() const noexcept { return timers_.size(); }
 
@@ -214,6 +230,7 @@ private:
     struct fd_entry {
         detail::small_function cb[2]; // reader, writer
         unsigned gen[2] = {0, 0};     // bumped on every set/clear, to spot changes made by a callback
+        bool running[2] = {false, false}; // cb[i] is out of its slot, running in dispatch_io (still registered)
         std::uint32_t events = 0;     // what epoll watches now
     };
 
@@ -241,6 +258,9 @@ private:
     std::vector<fd_entry> fds_;
     std::map<int, std::function<void()>> signals_;
     sigset_t sigmask_{};
+
+    std::unique_ptr<detail::executor_holder> default_pool_;
+    thread_pool* default_executor_ = nullptr;
 
     std::atomic<detail::remote_node*> ts_head_{nullptr};
     std::size_t remote_pending_ = 0;

@@ -127,6 +127,9 @@ inline event_loop::~event_loop() {
     release_retired();
     for (auto* t : pending) t->release();
     tasks_.for_each([](detail::task_record* t) { t->detach(); });
+    // The default pool joins its workers; abandoned calls finish without
+    // posting back. Then nothing can reach the remote queue any more.
+    default_pool_.reset();
     while (!ready_.empty()) ready_.pop_front(); // drop queued callbacks (and resumptions of dead frames)
     while (!timers_.empty()) timers_.pop()->discard();
     for (detail::remote_node* n = ts_head_.exchange(nullptr); n;) std::exchange(n, n->next)->discard();
@@ -375,14 +378,22 @@ inline void event_loop::drain_threadsafe() {
         fifo = n;
         n = next;
     }
-    while (fifo) {
-        detail::remote_node* node = std::exchange(fifo, fifo->next);
-        ready_.emplace_back([node] { node->run_on_loop(); });
-    }
+    // A step that runs the node, or discards it if the loop dies first.
+    struct remote_step {
+        detail::remote_node* n;
+        explicit remote_step(detail::remote_node* node) noexcept : n(node) {}
+        remote_step(remote_step&& o) noexcept : n(std::exchange(o.n, nullptr)) {}
+        ~remote_step() {
+            if (n) n->discard();
+        }
+        void operator()() { std::exchange(n, nullptr)->run_on_loop(); }
+    };
+    while (fifo) ready_.emplace_back(remote_step(std::exchange(fifo, fifo->next)));
 }
 
 inline void event_loop::update_epoll(int fd, fd_entry& e) {
-    std::uint32_t want = (e.cb[0] ? EPOLLIN : 0u) | (e.cb[1] ? EPOLLOUT : 0u);
+    // A callback running in dispatch_io is out of its slot but still registered.
+    std::uint32_t want = (e.cb[0] || e.running[0] ? EPOLLIN : 0u) | (e.cb[1] || e.running[1] ? EPOLLOUT : 0u);
     if (want == e.events) return;
     epoll_event ev{};
     ev.events = want;
@@ -412,12 +423,14 @@ inline void event_loop::set_io(int fd, bool write, detail::small_function fn, bo
                                            "fd direction at a time",
                                            fd, write ? "writer" : "reader"));
     detail::small_function old = std::move(e.cb[write]);
+    const bool was_running = std::exchange(e.running[write], false);
     e.cb[write] = std::move(fn);
     ++e.gen[write];
     try {
         update_epoll(fd, e);
     } catch (...) {
         e.cb[write] = std::move(old);
+        e.running[write] = was_running;
         throw;
     }
 }
@@ -425,7 +438,8 @@ inline void event_loop::set_io(int fd, bool write, detail::small_function fn, bo
 inline bool event_loop::clear_io(int fd, bool write) noexcept {
     if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return false;
     fd_entry& e = fds_[static_cast<std::size_t>(fd)];
-    bool had = static_cast<bool>(e.cb[write]);
+    // A callback that removes itself while it runs was registered, too.
+    bool had = static_cast<bool>(e.cb[write]) || std::exchange(e.running[write], false);
     ++e.gen[write];
     detail::small_function old = std::move(e.cb[write]);
     try {
@@ -446,8 +460,10 @@ inline void event_loop::dispatch_io(int fd, std::uint32_t ev) {
         // grow fds_). Put it back only if nobody touched that slot meanwhile.
         unsigned gen = e.gen[w];
         detail::small_function fn = std::move(e.cb[w]);
+        e.running[w] = true; // still registered: update_epoll keeps watching it
         run_step(fn);
         fd_entry& again = fds_[static_cast<std::size_t>(fd)];
+        again.running[w] = false;
         if (again.gen[w] == gen && !again.cb[w]) again.cb[w] = std::move(fn);
     }
 }
