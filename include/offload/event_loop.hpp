@@ -242,6 +242,8 @@ private:
     void read_signals();
     void run_step(detail::small_function& fn);
     void report_slow(std::chrono::nanoseconds took);
+    time_point debug_now() const noexcept;
+    duration debug_clock_resolution() const noexcept;
     void update_epoll(int fd, fd_entry& e);
     void add_signal(int sig, std::function<void()> fn);
     void enter();
@@ -253,6 +255,8 @@ private:
     bool running_ = false;
     bool stopping_ = false;
     bool have_pwait2_ = true;
+    unsigned skipped_polls_ = 0;
+    time_point step_mark_{};
 
     detail::timer_heap timers_;
     std::vector<fd_entry> fds_;
@@ -263,6 +267,7 @@ private:
     thread_pool* default_executor_ = nullptr;
 
     std::atomic<detail::remote_node*> ts_head_{nullptr};
+    std::atomic<int> posting_{0}; // producers inside post_remote; the destructor waits for them
     std::size_t remote_pending_ = 0;
     std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
     std::atomic<bool> sleeping_{false};

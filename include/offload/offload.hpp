@@ -1,13 +1,23 @@
 // offload/offload.hpp — the umbrella header: everything offload provides.
 #pragma once
 
+#include <offload/available_cpus.hpp>
 #include <offload/errors.hpp>
+#include <offload/event.hpp>
 #include <offload/event_loop.hpp>
+#include <offload/executor.hpp>
 #include <offload/gather.hpp>
+#include <offload/lag_monitor.hpp>
+#include <offload/map.hpp>
+#include <offload/mutex.hpp>
+#include <offload/queue.hpp>
 #include <offload/run.hpp>
+#include <offload/semaphore.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
 #include <offload/task.hpp>
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>
+#include <offload/thread_pool.hpp>
+#include <offload/to_thread.hpp>
 #include <offload/wait_for.hpp>

@@ -28,17 +28,32 @@ struct sleep_awaiter final : waiter, timer_node {
     bool await_suspend(std::coroutine_handle<> h) {
         if (!arm(h)) return false;
         el = static_cast<event_loop*>(loop);
-        deadline = clock::now() + (delay.count() > 0 ? delay : clock::duration::zero());
+        if (delay.count() <= 0) { // a bare yield: straight to the back of the ready queue
+            yielding = true;
+            loop->schedule(ctx, h);
+            return true;
+        }
+        deadline = clock::now() + delay;
         el->add_timer(this);
         return true;
     }
-    void await_resume() const { throw_if_cancelled(); }
+    void await_resume() {
+        disarm(); // a yield resumes without wake()
+        throw_if_cancelled();
+    }
 
     void fire() override { wake(); }
     void cancel() noexcept override {
+        if (yielding) { // the resumption is queued already; it will throw
+            cancelled = true;
+            disarm();
+            return;
+        }
         el->remove_timer(this);
         wake_cancelled();
     }
+
+    bool yielding = false;
 };
 } // namespace detail
 

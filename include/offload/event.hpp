@@ -1,0 +1,98 @@
+// offload/event.hpp — event (asyncio.Event): a flag that tasks of one event
+// loop wait for. set() wakes every task waiting at that moment; wait() on a
+// set event returns at once. Waiting allocates nothing: the awaiter is the
+// wait-list node.
+#pragma once
+
+#include <offload/detail/intrusive_list.hpp>
+#include <offload/detail/scheduler.hpp>
+
+#include <coroutine>
+#include <source_location>
+
+namespace offload {
+
+/// A one-bit signal between tasks of one event loop (asyncio.Event).
+///
+/// Thread safety: loop-local; not thread-safe (from another thread, go through
+/// event_loop::call_soon_threadsafe). It may be constructed outside a loop. In
+/// debug mode, a call from another thread while tasks wait on it throws
+/// std::logic_error.
+/// Cancellation: a cancelled wait() leaves the wait list and throws
+/// cancelled_error; a wait already woken by set() returns normally, and the
+/// cancellation is thrown at the task's next suspension point.
+/// Example: `co_await ready.wait();` in consumers, `ready.set();` in the producer.
+class event {
+public:
+    /// Awaiter of wait(): it is the wait-list node, so waiting allocates nothing.
+    struct wait_awaiter final : detail::waiter, detail::list_hook {
+        event* ev;
+
+        wait_awaiter(event* e, std::source_location loc) noexcept : waiter(loc), ev(e) {}
+        // Movable until awaited (so it can be handed to gather or wait_for).
+        wait_awaiter(wait_awaiter&& o) noexcept : waiter(o.where), list_hook(), ev(o.ev) {}
+        wait_awaiter& operator=(const wait_awaiter&) = delete;
+        // A frame destroyed while waiting (loop teardown) leaves the list.
+        ~wait_awaiter() { detail::intrusive_list<wait_awaiter>::erase(this); }
+
+        bool await_ready() const noexcept { return ev->set_; }
+        bool await_suspend(std::coroutine_handle<> h) {
+            if (!arm(h)) return false; // a pending cancellation: throw
+            ev->waiters_.push_back(this);
+            return true;
+        }
+        void await_resume() const { throw_if_cancelled(); }
+
+        void cancel() noexcept override {
+            // Once woken by set() we are unlinked and no longer ctx->waiter;
+            // the scheduler then records cancel_pending instead of calling us.
+            if (!linked()) return;
+            detail::intrusive_list<wait_awaiter>::erase(this);
+            wake_cancelled();
+        }
+    };
+
+    event() noexcept = default;
+    event(const event&) = delete;
+    event& operator=(const event&) = delete;
+    /// Destroying an event that tasks still wait on is a bug; the waiters are
+    /// detached so that their frames can still be destroyed safely.
+    ~event() {
+        while (waiters_.pop_front()) {
+        }
+    }
+
+    /// Sets the flag and wakes every task waiting now (they resume in the order they waited).
+    void set() {
+        check_thread("event::set");
+        set_ = true;
+        while (wait_awaiter* w = waiters_.pop_front()) w->wake();
+    }
+
+    /// Clears the flag: later wait() calls block until the next set(). Tasks
+    /// already woken by set() still return.
+    void clear() {
+        check_thread("event::clear");
+        set_ = false;
+    }
+
+    /// True if the flag is set.
+    bool is_set() const noexcept { return set_; }
+
+    /// Awaits the flag: returns at once if it is set, else when set() is called.
+    [[nodiscard]] wait_awaiter wait(std::source_location loc = std::source_location::current()) noexcept {
+        return wait_awaiter(this, loc);
+    }
+
+private:
+    // The loop of a waiting task is alive (its frame is), so it can tell
+    // whether this thread is that loop's; with nobody waiting, nothing is checked.
+    void check_thread(const char* what) const {
+        if (wait_awaiter* w = waiters_.front()) w->loop->check_thread(what);
+    }
+
+    bool set_ = false;
+    detail::intrusive_list<wait_awaiter> waiters_;
+};
+
+} // namespace offload

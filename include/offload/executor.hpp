@@ -1,0 +1,163 @@
+// offload/executor.hpp — the vocabulary every executor shares: the
+// `executor` concept that run_in_executor accepts, and `executor_stats`, the
+// counters and latency percentiles that thread_pool and process_pool report
+// (asyncio has no such numbers; these are what you need to size a pool).
+// to_string / fmt::formatter print the stats as one line for logs.
+#pragma once
+
+#include <offload/detail/latency_histogram.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace offload {
+
+/// Latency percentiles of an executor (queue wait or run time).
+/// Percentiles come from a log-linear histogram: each is an upper bound at
+/// most 12.5% above the true value; `max` is exact. All zero before any call.
+struct latency_percentiles {
+    /// Median.
+    std::chrono::nanoseconds p50{};
+    /// 95th percentile.
+    std::chrono::nanoseconds p95{};
+    /// 99th percentile.
+    std::chrono::nanoseconds p99{};
+    /// The largest value seen, exact.
+    std::chrono::nanoseconds max{};
+};
+
+/// A snapshot of an executor's counters, taken by `stats()`.
+///
+/// Counters are cumulative since construction. Each call that is submitted
+/// ends in exactly one of completed, failed or cancelled once it is resolved,
+/// so `submitted - completed - failed - cancelled` calls are in flight
+/// (queued or running). A call cancelled while running cannot be stopped
+/// mid-way (a thread cannot be interrupted): it stays `busy` until the
+/// callable really returns, and is counted then as `cancelled` (not completed
+/// or failed), whatever it returned. A call cancelled while still queued is
+/// counted as `cancelled` at once and never runs.
+///
+/// Thread safety: a plain value; each field was read atomically, but the
+/// fields together are not one atomic cut (they may disagree by a call or two).
+struct executor_stats {
+    /// Worker threads or processes the executor has now.
+    std::size_t workers = 0;
+    /// Workers running a call now (including calls already cancelled that
+    /// have not yet returned).
+    std::size_t busy = 0;
+    /// Calls submitted but not yet started.
+    std::size_t queued = 0;
+    /// The highest `queued` seen since construction.
+    std::size_t max_queued = 0;
+
+    /// Calls accepted (those refused with executor_closed are not counted).
+    std::uint64_t submitted = 0;
+    /// Calls that returned a value.
+    std::uint64_t completed = 0;
+    /// Calls that threw, or whose worker crashed or timed out.
+    std::uint64_t failed = 0;
+    /// Calls cancelled: while queued (at once, including shutdown with
+    /// cancel_pending), or while running (when the callable really returns).
+    std::uint64_t cancelled = 0;
+
+    /// Process pools: workers that died unexpectedly (signal or exit).
+    std::uint64_t crashes = 0;
+    /// Process pools: workers started to replace a crashed, killed or
+    /// recycled (max_tasks_per_child) one.
+    std::uint64_t respawns = 0;
+    /// Process pools: workers the pool killed itself (task_timeout, cancellation, shutdown).
+    std::uint64_t kills = 0;
+    /// Process pools: bytes of requests written to workers (socket and shared memory).
+    std::uint64_t bytes_sent = 0;
+    /// Process pools: bytes of results read back from workers.
+    std::uint64_t bytes_received = 0;
+
+    /// Time from submission to the start of the run.
+    latency_percentiles queue_wait{};
+    /// Time the callable ran (for process pools: request sent to result read).
+    latency_percentiles run_time{};
+};
+
+/// An executor: something run_in_executor can hand work to.
+template <class E>
+concept executor = requires(E& e) {
+    { e.stats() } -> std::same_as<executor_stats>;
+    e.shutdown();
+};
+
+namespace detail {
+
+/// p50 / p95 / p99 / max of a histogram snapshot.
+inline latency_percentiles percentiles_of(const latency_histogram::snapshot& s) noexcept {
+    auto ns = [](std::uint64_t v) {
+        // Clamp: a nanoseconds rep is signed, and a clamped huge value must not wrap.
+        constexpr auto top = static_cast<std::uint64_t>(std::chrono::nanoseconds::max().count());
+        return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(v > top ? top : v));
+    };
+    return {ns(s.percentile(50)), ns(s.percentile(95)), ns(s.percentile(99)), ns(s.max())};
+}
+
+/// p50 / p95 / p99 / max of a live histogram (reads a snapshot of it).
+inline latency_percentiles percentiles_of(const latency_histogram& h) noexcept {
+    return percentiles_of(h.take_snapshot());
+}
+
+/// A duration with a readable unit and 3 significant digits: "0", "850ns",
+/// "12.3us", "4.56ms", "1.20s".
+inline std::string format_latency(std::chrono::nanoseconds d) {
+    auto n = d.count();
+    if (n == 0) return "0";
+    if (n > -1'000 && n < 1'000) return fmt::format("{}ns", n);
+    auto v = static_cast<double>(n);
+    const char* unit = "s";
+    // Switch units at 999.5 (not 1000) so rounding never prints "1000us".
+    if (n > -999'500 && n < 999'500) {
+        v /= 1e3, unit = "us";
+    } else if (n > -999'500'000 && n < 999'500'000) {
+        v /= 1e6, unit = "ms";
+    } else {
+        v /= 1e9;
+    }
+    // Fixed precision by magnitude rather than {:g}, which prints 999.9 as "1e+03".
+    double a = v < 0 ? -v : v;
+    int decimals = a < 10 ? 2 : a < 100 ? 1 : 0;
+    return fmt::format("{:.{}f}{}", v, decimals, unit);
+}
+
+inline std::string format_percentiles(const latency_percentiles& p) {
+    return fmt::format("p50={} p95={} p99={} max={}", format_latency(p.p50), format_latency(p.p95),
+                       format_latency(p.p99), format_latency(p.max));
+}
+
+}  // namespace detail
+
+/// The stats as one readable line, e.g.
+/// "workers=4 busy=1 queued=0 max_queued=3 submitted=10 completed=8 failed=1
+///  cancelled=0 crashes=0 respawns=0 kills=0 bytes_sent=0 bytes_received=0
+///  queue_wait{p50=1.2us p95=3.4us p99=5.1us max=7us}
+///  run_time{p50=2.1ms p95=4ms p99=4ms max=4.02ms}" (without the line breaks).
+inline std::string to_string(const executor_stats& s) {
+    return fmt::format(
+        "workers={} busy={} queued={} max_queued={} submitted={} completed={} failed={} cancelled={} "
+        "crashes={} respawns={} kills={} bytes_sent={} bytes_received={} queue_wait{{{}}} run_time{{{}}}",
+        s.workers, s.busy, s.queued, s.max_queued, s.submitted, s.completed, s.failed, s.cancelled, s.crashes,
+        s.respawns, s.kills, s.bytes_sent, s.bytes_received, detail::format_percentiles(s.queue_wait),
+        detail::format_percentiles(s.run_time));
+}
+
+}  // namespace offload
+
+/// Formats executor_stats as to_string does: `fmt::print("{}\n", pool.stats());`.
+template <>
+struct fmt::formatter<offload::executor_stats> : fmt::formatter<std::string_view> {
+    template <class FormatContext>
+    auto format(const offload::executor_stats& s, FormatContext& ctx) const {
+        return fmt::formatter<std::string_view>::format(offload::to_string(s), ctx);
+    }
+};

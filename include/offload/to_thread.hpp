@@ -1,0 +1,60 @@
+// offload/to_thread.hpp — one co_await to move a blocking or CPU-heavy call
+// off the loop: to_thread (the loop's default thread pool, asyncio.to_thread),
+// run_in_executor (a given executor) and offload (the loop's default executor).
+// The awaiting coroutine always resumes on its own loop thread.
+#pragma once
+
+#include <offload/detail/pool_call.hpp>
+#include <offload/thread_pool.hpp>
+
+#include <functional>
+#include <source_location>
+#include <type_traits>
+#include <utility>
+
+namespace offload {
+
+namespace detail {
+template <class F, class... A>
+concept offloadable = std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...> ||
+                      std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
+}
+
+/// Runs `fn(args...)` on the current loop's default thread pool and resumes
+/// with its result (or rethrows its exception, with its type).
+///
+/// Arguments are decay-copied like std::thread's (use std::ref to pass a
+/// reference); move-only arguments and results work. A callable whose first
+/// parameter is std::stop_token receives one that cancellation requests.
+/// Cancellation: a call still queued never runs; a running one is asked to
+/// stop (stop_token) and the await throws cancelled_error at once.
+/// Example: `auto digest = co_await offload::to_thread(sha256, std::move(data));`
+template <class F, class... A>
+    requires detail::offloadable<F, A...>
+[[nodiscard]] auto to_thread(F&& fn, A&&... args) {
+    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        nullptr, detail::pool_choice::default_thread_pool, std::source_location::current(), std::forward<F>(fn),
+        std::forward<A>(args)...);
+}
+
+/// Runs `fn(args...)` on `pool`. Same contract as to_thread; with a bounded
+/// pool (max_queued) the await first waits for a queue slot.
+template <class F, class... A>
+    requires detail::offloadable<F, A...>
+[[nodiscard]] auto run_in_executor(thread_pool& pool, F&& fn, A&&... args) {
+    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        &pool, detail::pool_choice::given, std::source_location::current(), std::forward<F>(fn),
+        std::forward<A>(args)...);
+}
+
+/// Runs `fn(args...)` on the loop's default executor (set_default_executor;
+/// the default thread pool unless changed). Same contract as to_thread.
+template <class F, class... A>
+    requires detail::offloadable<F, A...>
+[[nodiscard]] auto offload(F&& fn, A&&... args) {
+    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        nullptr, detail::pool_choice::default_executor, std::source_location::current(), std::forward<F>(fn),
+        std::forward<A>(args)...);
+}
+
+} // namespace offload

@@ -1,0 +1,284 @@
+#include <offload/queue.hpp>
+
+#include <offload/run.hpp>
+#include <offload/sleep.hpp>
+#include <offload/task_handle.hpp>
+#include <offload/wait_for.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+using namespace offload;
+using namespace std::chrono_literals;
+
+namespace {
+
+task<> settle() {
+    for (int i = 0; i < 5; ++i) co_await sleep(0ms);
+}
+
+task<> put_and_count(queue<int>& q, int v, int& done) {
+    co_await q.put(v);
+    ++done;
+}
+
+task<> get_into(queue<int>& q, std::vector<int>& got) {
+    int v = co_await q.get();
+    got.push_back(v);
+}
+
+task<> worker(queue<int>& q, std::vector<int>& processed) {
+    for (;;) {
+        int v = co_await q.get();
+        co_await sleep(1ms);
+        processed.push_back(v);
+        q.task_done();
+    }
+}
+
+} // namespace
+
+TEST_CASE("queue: items come out in the order they were put", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        CHECK(q.maxsize() == 0);
+        for (int i = 0; i < 100; ++i) co_await q.put(i);
+        CHECK(q.size() == 100);
+        CHECK_FALSE(q.full()); // unbounded
+        for (int i = 0; i < 100; ++i) {
+            int v = co_await q.get();
+            REQUIRE(v == i);
+        }
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: a full queue suspends put until a get makes room", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(2);
+        int done = 0;
+        auto p1 = create_task(put_and_count(q, 1, done));
+        auto p2 = create_task(put_and_count(q, 2, done));
+        auto p3 = create_task(put_and_count(q, 3, done));
+        co_await settle();
+        CHECK(done == 2);
+        CHECK(q.full());
+        CHECK(q.size() == 2);
+        int a = co_await q.get(); // makes room: the waiting put's item moves in
+        CHECK(a == 1);
+        CHECK(q.size() == 2);
+        co_await p3;
+        CHECK(done == 3);
+        int b = co_await q.get();
+        int c = co_await q.get();
+        CHECK(b == 2);
+        CHECK(c == 3);
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: waiting getters are served in order, by hand-off", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got;
+        std::vector<task_handle<>> getters;
+        for (int i = 0; i < 3; ++i) {
+            getters.push_back(create_task(get_into(q, got)));
+            co_await settle();
+        }
+        for (int i = 0; i < 3; ++i) CHECK(q.try_put(10 + i));
+        CHECK(q.empty()); // handed to the getters directly
+        for (auto& g : getters) co_await g;
+        CHECK(got == std::vector<int>{10, 11, 12});
+    }());
+}
+
+TEST_CASE("queue: task_done and join track processed items", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        co_await q.join(); // nothing put: returns at once
+        std::vector<int> processed;
+        auto w = create_task(worker(q, processed));
+        for (int i = 0; i < 5; ++i) co_await q.put(i);
+        co_await q.join();
+        CHECK(processed == std::vector<int>{0, 1, 2, 3, 4});
+        w.cancel();
+        co_await settle();
+        CHECK(w.cancelled());
+    }());
+}
+
+TEST_CASE("queue: task_done called more times than items were put throws", "[queue]") {
+    queue<int> q;
+    REQUIRE_THROWS_AS(q.task_done(), std::logic_error);
+    CHECK(q.try_put(1));
+    auto v = q.try_get();
+    CHECK(v == 1);
+    q.task_done();
+    REQUIRE_THROWS_AS(q.task_done(), std::logic_error);
+}
+
+TEST_CASE("queue: try_put and try_get never wait", "[queue]") {
+    queue<int> q(2);
+    CHECK_FALSE(q.try_get().has_value());
+    CHECK(q.try_put(1));
+    int two = 2;
+    CHECK(q.try_put(two));
+    CHECK_FALSE(q.try_put(3));
+    CHECK(q.full());
+    CHECK(q.try_get() == 1);
+    CHECK(q.try_get() == 2);
+    CHECK_FALSE(q.try_get().has_value());
+}
+
+TEST_CASE("queue: a cancelled put does not insert its item", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        co_await q.put(1);
+        int done = 0;
+        auto p = create_task(put_and_count(q, 2, done));
+        co_await settle();
+        p.cancel();
+        co_await settle();
+        CHECK(p.cancelled());
+        CHECK(done == 0);
+        int a = co_await q.get();
+        CHECK(a == 1);
+        CHECK(q.empty());
+        CHECK_FALSE(q.try_get().has_value());
+    }());
+}
+
+TEST_CASE("queue: a cancelled get loses no item", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got_a, got_b;
+        auto a = create_task(get_into(q, got_a));
+        co_await settle();
+        a.cancel();
+        co_await settle();
+        CHECK(a.cancelled());
+        auto b = create_task(get_into(q, got_b));
+        co_await settle();
+        co_await q.put(7); // goes to the next getter, not to the cancelled one
+        co_await b;
+        CHECK(got_a.empty());
+        CHECK(got_b == std::vector<int>{7});
+    }());
+}
+
+TEST_CASE("queue: a get cancelled after the hand-off still delivers the item", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        std::optional<int> got;
+        auto body = [](queue<int>& qu, std::optional<int>& out) -> task<> {
+            out = co_await qu.get();
+            co_await sleep(1h); // the pending cancellation is thrown here
+        };
+        auto t = create_task(body, std::ref(q), std::ref(got));
+        co_await settle();
+        CHECK(q.try_put(42)); // handed to t, which has not run yet
+        t.cancel();
+        co_await settle();
+        CHECK(got == 42);
+        CHECK(t.cancelled());
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: a put cancelled after its item moved in stays put", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        co_await q.put(1);
+        int done = 0;
+        auto p = create_task(put_and_count(q, 2, done));
+        co_await settle();
+        auto first = q.try_get(); // room: the waiting put's item moves in
+        CHECK(first == 1);
+        p.cancel();
+        co_await settle();
+        CHECK(done == 1);
+        CHECK_FALSE(p.cancelled()); // nothing suspended after the put
+        CHECK(q.try_get() == 2);
+    }());
+}
+
+TEST_CASE("queue: move-only items", "[queue]") {
+    run([]() -> task<> {
+        queue<std::unique_ptr<int>> q(1);
+        co_await q.put(std::make_unique<int>(1));
+        auto extra = std::make_unique<int>(2);
+        CHECK_FALSE(q.try_put(std::move(extra)));
+        REQUIRE(extra != nullptr); // a failed try_put leaves the item with the caller
+        auto getter = [](queue<std::unique_ptr<int>>& qu) -> task<int> {
+            auto a = co_await qu.get();
+            auto b = co_await qu.get();
+            co_return *a * 10 + *b;
+        };
+        auto g = create_task(getter, std::ref(q));
+        co_await q.put(std::move(extra));
+        int v = co_await g;
+        CHECK(v == 12);
+        auto none = q.try_get();
+        CHECK_FALSE(none.has_value());
+    }());
+}
+
+TEST_CASE("queue: debug mode rejects use from a foreign thread", "[queue]") {
+    run([]() -> task<> {
+        event_loop::current().set_debug(true);
+        queue<int> q;
+        std::vector<int> got;
+        auto g = create_task(get_into(q, got));
+        co_await settle();
+        bool threw = false;
+        std::thread th([&] {
+            try {
+                (void)q.try_put(1);
+            } catch (const std::logic_error&) {
+                threw = true;
+            }
+        });
+        th.join();
+        CHECK(threw);
+        CHECK(got.empty());
+        CHECK(q.try_put(2));
+        co_await g;
+        CHECK(got == std::vector<int>{2});
+    }());
+}
+
+TEST_CASE("queue: a get under wait_for times out without taking an item", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        REQUIRE_THROWS_AS(co_await wait_for(q.get(), 10ms), timeout_error);
+        CHECK(q.try_put(5)); // no getter is left waiting: the item stays in the queue
+        CHECK(q.size() == 1);
+        int v = co_await wait_for(q.get(), 1s);
+        CHECK(v == 5);
+    }());
+}
+
+TEST_CASE("queue: waiting frames destroyed with their loop leave the queue", "[queue]") {
+    queue<std::unique_ptr<int>> q(1);
+    {
+        event_loop loop;
+        loop.run_until_complete([](queue<std::unique_ptr<int>>& qu) -> task<> {
+            co_await qu.put(std::make_unique<int>(1));
+            auto putter = [](queue<std::unique_ptr<int>>& x) -> task<> { co_await x.put(std::make_unique<int>(2)); };
+            create_task(putter, std::ref(qu));
+            co_await sleep(1ms);
+        }(q));
+    } // ~event_loop destroys the waiting put with its item
+    auto first = q.try_get();
+    REQUIRE(first.has_value());
+    CHECK(**first == 1);
+    CHECK_FALSE(q.try_get().has_value()); // the abandoned put did not insert
+}
