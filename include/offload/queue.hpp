@@ -161,12 +161,12 @@ public:
 
     /// Puts `item` if there is room now and returns true; returns false (and
     /// leaves `item` untouched) if the queue is full.
-    bool try_put(T&& item) {
+    [[nodiscard]] bool try_put(T&& item) {
         check_thread("queue::try_put");
         return offer(item);
     }
     /// Copies `item` in if there is room now.
-    bool try_put(const T& item)
+    [[nodiscard]] bool try_put(const T& item)
         requires std::is_copy_constructible_v<T>
     {
         check_thread("queue::try_put");
