@@ -45,6 +45,16 @@ struct executor_holder {
     virtual ~executor_holder() = default;
 };
 
+/// Something bound to a loop that must let go of it before it is destroyed
+/// (a process pool registers fds and timers with the loop that uses it).
+struct loop_observer : list_hook {
+    /// The loop is being destroyed; its fds, timers and tasks are still valid.
+    virtual void loop_closing() noexcept = 0;
+
+protected:
+    ~loop_observer() = default;
+};
+
 /// A completion posted to a loop from another thread (intrusive, so an
 /// executor can embed it in its work item and post without allocating).
 struct remote_node {
@@ -217,6 +227,12 @@ public:
     void set_default_executor(thread_pool& pool) noexcept { default_executor_ = &pool; }
     thread_pool& default_executor();
 
+    /// Registers / unregisters an observer told when the loop is destroyed.
+    void add_observer(detail::loop_observer* o) noexcept { observers_.push_back(o); }
+    static void remove_observer(detail::loop_observer* o) noexcept {
+        detail::intrusive_list<detail::loop_observer>::erase(o);
+    }
+
     /// Number of timers currently scheduled (call_later, call_at, sleeps).
     std::size_t scheduled_timers() const noexcept { return timers_.size(); }
 
@@ -264,6 +280,7 @@ private:
     sigset_t sigmask_{};
 
     std::unique_ptr<detail::executor_holder> default_pool_;
+    detail::intrusive_list<detail::loop_observer> observers_;
     thread_pool* default_executor_ = nullptr;
 
     std::atomic<detail::remote_node*> ts_head_{nullptr};

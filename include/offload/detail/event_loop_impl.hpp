@@ -126,6 +126,7 @@ inline event_loop::~event_loop() {
     });
     for (auto* t : pending) t->abandon();
     release_retired();
+    while (auto* o = observers_.pop_front()) o->loop_closing();
     for (auto* t : pending) t->release();
     tasks_.for_each([](detail::task_record* t) { t->detach(); });
     // The default pool joins its workers; abandoned calls finish without

@@ -1,0 +1,189 @@
+// offload/detail/proc_worker.hpp — the loop a process-pool worker runs: wait
+// for a message in its mailbox (spin ~50 µs, then sleep on the futex), run
+// the call through its trampoline, write the result or the exception back,
+// wake the parent through its eventfd. It never returns: it _exits when told
+// to, and dies with its parent (PR_SET_PDEATHSIG plus a getppid() check for
+// the race where the parent died first).
+#pragma once
+
+#include <offload/detail/fd_passing.hpp>
+#include <offload/detail/fn_ref.hpp>
+#include <offload/detail/proc_mailbox.hpp>
+#include <offload/detail/proc_wire.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <optional>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace offload::detail {
+
+/// The descriptors a worker is started with.
+struct worker_fds {
+    int to_worker = -1; // mailbox memfd: calls
+    int to_parent = -1; // mailbox memfd: results
+    int event = -1;     // eventfd that wakes the parent's loop
+    int sock = -1;      // unix socket for descriptors (shared_buffer)
+};
+
+/// Everything a worker needs before its first call (sent as the init message).
+struct worker_init {
+    std::optional<std::int64_t> cpu_seconds;
+    std::optional<std::uint64_t> address_space;
+    std::optional<fn_ref> initializer;
+};
+
+inline void encode_init(byte_writer& w, const worker_init& i) {
+    codec<std::optional<std::int64_t>>::encode(w, i.cpu_seconds);
+    codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
+    codec<bool>::encode(w, i.initializer.has_value());
+    if (i.initializer) encode_fn_ref(w, *i.initializer);
+}
+inline worker_init decode_init(byte_reader& r) {
+    worker_init i;
+    i.cpu_seconds = codec<std::optional<std::int64_t>>::decode(r);
+    i.address_space = codec<std::optional<std::uint64_t>>::decode(r);
+    if (codec<bool>::decode(r)) i.initializer = decode_fn_ref(r);
+    return i;
+}
+
+/// Publishes one message: payload in place, then the sequence number, then a
+/// wake-up if the reader sleeps. Used by both sides.
+inline void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
+    const auto& bytes = w.bytes();
+    if (!w.fds().empty()) {
+        char mark = 'F';
+        send_with_fds(sock, &mark, 1, w.fds().data(), w.fds().size());
+    }
+    box.reserve(bytes.size());
+    if (!bytes.empty()) std::memcpy(box.payload(), bytes.data(), bytes.size());
+    mailbox_header* h = box.hdr();
+    h->kind = static_cast<std::uint32_t>(kind);
+    h->nfds = static_cast<std::uint32_t>(w.fds().size());
+    h->size = bytes.size();
+    h->seq.fetch_add(1, std::memory_order_seq_cst); // publishes the payload (release) and pairs with `sleeping`
+    if (h->sleeping.load(std::memory_order_seq_cst)) {
+        if (wake_eventfd >= 0) {
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto r = ::write(wake_eventfd, &one, sizeof one);
+        } else {
+            shared_futex_wake(h->seq);
+        }
+    }
+}
+
+/// Receives the descriptors announced by a message header.
+inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
+    std::vector<int> fds;
+    std::uint32_t n = box.hdr()->nfds;
+    if (n == 0) return fds;
+    char mark;
+    recv_with_fds(sock, &mark, 1, fds, n);
+    if (fds.size() != n) {
+        for (int fd : fds) ::close(fd);
+        throw serialization_error("offload: a message announced descriptors that did not arrive");
+    }
+    return fds;
+}
+
+[[noreturn]] inline void worker_fatal(const char* what) {
+    std::fprintf(stderr, "offload worker %d: %s\n", static_cast<int>(::getpid()), what);
+    std::fflush(stderr);
+    ::_exit(70);
+}
+
+/// Runs a worker; never returns.
+[[noreturn]] inline void run_worker(worker_fds f, pid_t parent) {
+    // A fresh signal state: the parent's loop blocked signals for its signalfd.
+    for (int s = 1; s < NSIG; ++s)
+        if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1); // the parent died before PDEATHSIG was armed
+    try {
+        mailbox in, out;
+        in.attach(f.to_worker);
+        out.attach(f.to_parent);
+        std::uint32_t seen = 0; // the init message (seq 1) may already be waiting
+        auto wait_message = [&]() {
+            // Spin first: the next call usually follows the last result closely.
+            auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+            for (unsigned i = 1;; ++i) {
+                if (in.hdr()->seq.load(std::memory_order_acquire) != seen) break;
+                if ((i & 63) == 0 && std::chrono::steady_clock::now() >= until) {
+                    in.hdr()->sleeping.store(1, std::memory_order_seq_cst);
+                    while (in.hdr()->seq.load(std::memory_order_seq_cst) == seen)
+                        shared_futex_wait(in.hdr()->seq, seen, nullptr);
+                    in.hdr()->sleeping.store(0, std::memory_order_relaxed);
+                    break;
+                }
+            }
+            seen = in.hdr()->seq.load(std::memory_order_acquire);
+            in.refresh();
+            return static_cast<msg_kind>(in.hdr()->kind);
+        };
+
+        if (wait_message() != msg_kind::init) worker_fatal("expected an init message");
+        byte_reader ir(std::span<const std::byte>(in.payload(), in.hdr()->size));
+        worker_init init = decode_init(ir);
+        if (init.cpu_seconds) {
+            rlimit rl{static_cast<rlim_t>(*init.cpu_seconds), static_cast<rlim_t>(*init.cpu_seconds + 1)};
+            if (::setrlimit(RLIMIT_CPU, &rl) < 0) worker_fatal("setrlimit(RLIMIT_CPU) failed");
+        }
+        if (init.address_space) {
+            rlimit rl{static_cast<rlim_t>(*init.address_space), static_cast<rlim_t>(*init.address_space)};
+            if (::setrlimit(RLIMIT_AS, &rl) < 0) worker_fatal("setrlimit(RLIMIT_AS) failed");
+        }
+        if (init.initializer) {
+            try {
+                reinterpret_cast<void (*)()>(const_cast<void*>(resolve_fn_ref(*init.initializer)))();
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "offload worker %d: the pool's initializer threw: %s\n",
+                             static_cast<int>(::getpid()), e.what());
+                std::fflush(stderr);
+                ::_exit(72);
+            } catch (...) {
+                worker_fatal("the pool's initializer threw a non-standard exception");
+            }
+        }
+        {
+            byte_writer hello;
+            codec<std::int32_t>::encode(hello, static_cast<std::int32_t>(::getpid()));
+            mailbox_send(out, msg_kind::hello, hello, f.sock, f.event);
+        }
+        for (;;) {
+            msg_kind k = wait_message();
+            if (k == msg_kind::exit) ::_exit(0);
+            if (k != msg_kind::call) worker_fatal("unexpected message kind");
+            byte_writer result;
+            std::vector<int> fds;
+            try {
+                fds = mailbox_take_fds(in, f.sock);
+                byte_reader r(std::span<const std::byte>(in.payload(), in.hdr()->size), fds);
+                auto tramp = reinterpret_cast<trampoline_fn>(const_cast<void*>(resolve_fn_ref(decode_fn_ref(r))));
+                const void* fn = nullptr;
+                if (codec<bool>::decode(r)) fn = resolve_fn_ref(decode_fn_ref(r));
+                codec<std::uint8_t>::encode(result, 0);
+                tramp(fn, r, result);
+            } catch (...) {
+                result = byte_writer();
+                codec<std::uint8_t>::encode(result, 1);
+                encode_current_exception(result);
+            }
+            mailbox_send(out, msg_kind::result, result, f.sock, f.event);
+            for (int fd : fds) ::close(fd); // the parent keeps its own copies
+        }
+    } catch (const std::exception& e) {
+        worker_fatal(e.what());
+    }
+}
+
+} // namespace offload::detail
