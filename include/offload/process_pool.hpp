@@ -159,6 +159,7 @@ private:
     void drive_blocking(std::chrono::steady_clock::time_point deadline) noexcept;
     detail::proc_worker_slot* find_pid(pid_t pid) noexcept;
     std::exception_ptr closed_error() const;
+    bool debug_fork_warning() const;
 
     process_pool_options opts_;
     std::size_t nworkers_ = 0;

@@ -15,7 +15,11 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <string>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -37,6 +41,42 @@ inline void close_from(int first) noexcept {
     if (::syscall(SYS_close_range, first, ~0u, 0) == 0) return;
 #endif
     for (int fd = first; fd < 1024; ++fd) ::close(fd);
+}
+
+/// Names of the threads of this process other than the caller ("name (tid)").
+inline std::vector<std::string> other_threads() {
+    std::vector<std::string> out;
+    DIR* d = ::opendir("/proc/self/task");
+    if (!d) return out;
+    pid_t self = static_cast<pid_t>(::syscall(SYS_gettid));
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.' || std::atoi(e->d_name) == self) continue;
+        std::string name;
+        if (FILE* f = std::fopen((std::string("/proc/self/task/") + e->d_name + "/comm").c_str(), "r")) {
+            char buf[64] = {};
+            if (std::fgets(buf, sizeof buf, f)) name = buf;
+            std::fclose(f);
+        }
+        while (!name.empty() && (name.back() == '\n')) name.pop_back();
+        out.push_back(fmt::format("{} ({})", name, e->d_name));
+    }
+    ::closedir(d);
+    return out;
+}
+
+/// Debug mode: forking a process that runs other threads copies their locks in
+/// whatever state they are; say which threads, once per fork.
+inline void warn_threaded_fork() {
+    auto threads = other_threads();
+    if (threads.empty()) return;
+    std::string list;
+    for (auto& t : threads) list += (list.empty() ? "" : ", ") + t;
+    std::string line = fmt::format(
+        "offload: start_method::fork is forking a process that runs {} other thread(s): {}. A lock one of them "
+        "holds stays locked forever in the worker. Create the pool before starting threads, or use "
+        "start_method::forkserver or spawn",
+        threads.size(), list);
+    std::fprintf(stderr, "%s\n", line.c_str());
 }
 
 /// fork start method: the child runs the worker loop at once.

@@ -116,6 +116,12 @@ inline process_pool::process_pool(process_pool_options opts) : opts_(std::move(o
     }
 }
 
+inline bool process_pool::debug_fork_warning() const {
+    if (auto* l = event_loop::current_or_null(); l && l->get_debug()) return true;
+    const char* d = std::getenv("OFFLOAD_DEBUG");
+    return d && *d && std::strcmp(d, "0") != 0;
+}
+
 inline process_pool::~process_pool() {
     in_destructor_ = true;
     shutdown(true, true);
@@ -150,7 +156,10 @@ inline void process_pool::start_worker(std::size_t index) {
     detail::worker_fds f{w.fd_to_worker, w.fd_to_parent, eventfd_, sv[1]};
     try {
         switch (opts_.start) {
-        case start_method::fork: w.pid = detail::start_forked(f); break;
+        case start_method::fork:
+            if (debug_fork_warning()) detail::warn_threaded_fork();
+            w.pid = detail::start_forked(f);
+            break;
         case start_method::spawn: w.pid = detail::start_spawned(f); break;
         case start_method::forkserver: {
             detail::forkserver_msg m{detail::forkserver_msg::spawn, 0, 0};
