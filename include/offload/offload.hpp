@@ -10,9 +10,11 @@
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
 #include <offload/mutex.hpp>
+#include <offload/process_pool.hpp>
 #include <offload/queue.hpp>
 #include <offload/run.hpp>
 #include <offload/semaphore.hpp>
+#include <offload/serialize.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
 #include <offload/task.hpp>
