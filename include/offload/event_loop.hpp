@@ -8,6 +8,7 @@
 #include <offload/detail/intrusive_list.hpp>
 #include <offload/detail/scheduler.hpp>
 #include <offload/detail/small_function.hpp>
+#include <offload/detail/stall_watch.hpp>
 #include <offload/detail/timer_heap.hpp>
 #include <offload/errors.hpp>
 #include <offload/slow_callback.hpp>
@@ -194,8 +195,17 @@ public:
     bool remove_signal_handler(int sig);
 
     /// Debug mode: times every step and reports slow ones. Also on with env OFFLOAD_DEBUG=1.
-    void set_debug(bool on) noexcept { debug_ = on; }
-    void set_slow_callback_duration(duration d) noexcept { slow_threshold_ = d; }
+    void set_debug(bool on) {
+        debug_ = on;
+        update_watch();
+    }
+    void set_slow_callback_duration(duration d) {
+        slow_threshold_ = d;
+        if (watch_) {
+            watch_.reset();
+            update_watch();
+        }
+    }
     duration slow_callback_duration() const noexcept { return slow_threshold_; }
     /// Where slow-step reports go (default: one line on stderr).
     void set_slow_callback_handler(slow_callback_handler fn) {
@@ -258,8 +268,7 @@ private:
     void read_signals();
     void run_step(detail::small_function& fn);
     void report_slow(std::chrono::nanoseconds took);
-    time_point debug_now() const noexcept;
-    duration debug_clock_resolution() const noexcept;
+    void update_watch();
     void update_epoll(int fd, fd_entry& e);
     void add_signal(int sig, std::function<void()> fn);
     void enter();
@@ -272,7 +281,7 @@ private:
     bool stopping_ = false;
     bool have_pwait2_ = true;
     unsigned skipped_polls_ = 0;
-    time_point step_mark_{};
+    std::unique_ptr<detail::stall_watch> watch_; // debug mode, while the loop runs
 
     detail::timer_heap timers_;
     std::vector<fd_entry> fds_;

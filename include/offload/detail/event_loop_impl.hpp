@@ -161,6 +161,7 @@ inline void event_loop::enter() {
     detail::tls.loop = this;
     running_ = true;
     stopping_ = false;
+    update_watch();
 }
 
 inline void event_loop::leave() noexcept {
@@ -168,6 +169,7 @@ inline void event_loop::leave() noexcept {
     detail::tls.ctx = nullptr;
     running_ = false;
     stopping_ = false;
+    watch_.reset();
 }
 
 inline void event_loop::run_forever() {
@@ -260,9 +262,7 @@ inline void event_loop::run_once() {
     constexpr unsigned poll_every = 32;
     if (ready_.empty() || stopping_ || ++skipped_polls_ >= poll_every) {
         skipped_polls_ = 0;
-        poll(ready_.empty() && !stopping_); // resets step_mark_ after waiting
-    } else if (debug_) {
-        step_mark_ = debug_now();
+        poll(ready_.empty() && !stopping_);
     }
     run_timers();
     drain_threadsafe();
@@ -284,43 +284,28 @@ inline void event_loop::run_step(detail::small_function& fn) {
             call_exception_handler({"exception in callback", std::current_exception(), {}});
         }
     } else {
-        // One clock read per step: each step ends where the next begins
-        // (step_mark_ is reset after every poll, so sleeping never counts).
+        // No clock here: the stall watchdog flags a long step (see stall_watch.hpp).
+        std::uint64_t id = watch_ ? watch_->step_begin() : 0;
         try {
             fn();
         } catch (...) {
             call_exception_handler({"exception in callback", std::current_exception(), {}});
         }
-        auto end = debug_now();
-        auto took = end - step_mark_;
-        step_mark_ = end;
-        if (took >= slow_threshold_) report_slow(took + debug_clock_resolution());
+        if (watch_) {
+            auto took = watch_->step_end(id);
+            if (took >= slow_threshold_) report_slow(took);
+        }
     }
     detail::tls.ctx = nullptr;
     if (!retired_.empty()) release_retired();
 }
 
-// Debug-mode step clock. CLOCK_MONOTONIC_COARSE costs a few ns (no TSC
-// read) at the kernel tick's resolution (1-4 ms), plenty for the default
-// 100 ms threshold; a threshold under 20 ms switches to the precise clock.
-inline event_loop::time_point event_loop::debug_now() const noexcept {
-    if (slow_threshold_ < std::chrono::milliseconds(20)) return clock::now();
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return time_point(std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) +
-                                                           std::chrono::nanoseconds(ts.tv_nsec)));
-}
-
-// The coarse clock may see a step up to one tick short; reports add one tick,
-// so a reported duration is never below the real one.
-inline event_loop::duration event_loop::debug_clock_resolution() const noexcept {
-    if (slow_threshold_ < std::chrono::milliseconds(20)) return duration::zero();
-    static const duration res = [] {
-        timespec ts{};
-        ::clock_getres(CLOCK_MONOTONIC_COARSE, &ts);
-        return std::chrono::duration_cast<duration>(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
-    }();
-    return res;
+// Starts or stops the stall watchdog to match debug mode while the loop runs.
+inline void event_loop::update_watch() {
+    if (debug_ && running_ && !watch_)
+        watch_ = std::make_unique<detail::stall_watch>(slow_threshold_);
+    else if ((!debug_ || !running_) && watch_)
+        watch_.reset();
 }
 
 inline void event_loop::report_slow(std::chrono::nanoseconds took) {
@@ -369,6 +354,7 @@ inline void event_loop::poll(bool may_block) {
         if (ts_head_.load(std::memory_order_seq_cst) != nullptr) timeout_ns = 0; // see call_soon_threadsafe
     }
     epoll_event evs[64];
+    if (watch_ && timeout_ns != 0) watch_->set_idle(true);
     int n;
     for (;;) {
         if (have_pwait2_) {
@@ -386,8 +372,8 @@ inline void event_loop::poll(bool may_block) {
         if (n >= 0 || errno != EINTR) break;
     }
     sleeping_.store(false, std::memory_order_relaxed);
+    if (watch_) watch_->set_idle(false);
     if (n < 0) detail::throw_errno("offload: epoll_wait");
-    if (debug_) step_mark_ = debug_now();
     for (int i = 0; i < n; ++i) {
         int fd = evs[i].data.fd;
         if (fd == wakefd_) {

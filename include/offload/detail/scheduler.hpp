@@ -99,7 +99,8 @@ public:
     /// In debug mode, throws std::logic_error when called from a thread other
     /// than the loop's: loop-local objects are not thread-safe.
     void check_thread(const char* what) const {
-        if (debug_ && std::this_thread::get_id() != owner_)
+        // tls.loop == this is the cheap common case: we run on this loop's thread.
+        if (debug_ && tls.loop != this && std::this_thread::get_id() != owner_)
             throw std::logic_error(std::string("offload: ") + what +
                                    " was used from a thread that does not run its event loop; it is loop-local. "
                                    "Use event_loop::call_soon_threadsafe to reach the loop from other threads");
