@@ -2,7 +2,9 @@
 // One loop per thread. Every wait is one epoll wait: an eventfd for wake-ups
 // from other threads, a signalfd for signals, user fds; timers become the
 // epoll timeout (nanosecond resolution with epoll_pwait2). The loop thread
-// only runs coroutine steps and callbacks.
+// only runs coroutine steps and callbacks. Timer accuracy is that of the
+// kernel's timer slack for the loop thread (50 µs by default; lower it with
+// prctl(PR_SET_TIMERSLACK, ...) if you need tighter wake-ups).
 #pragma once
 
 #include <offload/detail/intrusive_list.hpp>
