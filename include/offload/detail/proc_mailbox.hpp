@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -61,6 +62,7 @@ public:
 
     /// Maps the mailbox held by `fd` (the fd stays owned by the caller).
     void attach(int fd) {
+        unmap(); // a respawned worker's slot attaches its new mailbox
         fd_ = fd;
         struct stat_size {
             static std::size_t of(int f) {
@@ -87,6 +89,16 @@ public:
                                     fmt::format("offload: cannot grow a worker mailbox to {} bytes", want));
         remap(want);
         hdr()->capacity.store(want - mailbox_payload_offset, std::memory_order_release);
+    }
+
+    /// Reader: after consuming a message larger than `keep` bytes, gives its
+    /// pages back to the kernel (the memfd would otherwise hold them forever).
+    void release_payload(std::size_t size, std::size_t keep) noexcept {
+        if (size <= keep) return;
+        std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        std::size_t from = (mailbox_payload_offset + keep + page - 1) / page * page;
+        std::size_t to = std::min(mapped_, mailbox_payload_offset + size);
+        if (to > from) ::madvise(base_ + from, to - from, MADV_REMOVE);
     }
 
     /// Reader: follows a capacity the writer grew.

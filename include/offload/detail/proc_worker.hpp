@@ -178,6 +178,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
                 codec<std::uint8_t>::encode(result, 1);
                 encode_current_exception(result);
             }
+            in.release_payload(in.hdr()->size, 1 << 20);
             mailbox_send(out, msg_kind::result, result, f.sock, f.event);
             for (int fd : fds) ::close(fd); // the parent keeps its own copies
         }

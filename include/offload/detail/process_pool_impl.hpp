@@ -400,6 +400,7 @@ inline void process_pool::on_message(detail::proc_worker_slot& w) noexcept {
         }
         (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
         for (int fd : fds) ::close(fd);
+        w.to_parent.release_payload(size, opts_.shared_memory_threshold);
         resolve(c);
     }
     if (w.st != detail::proc_worker_slot::state::idle) return;
