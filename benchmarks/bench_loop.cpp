@@ -25,6 +25,8 @@
 #pragma GCC diagnostic pop
 #endif
 
+#include "bench_common.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -49,36 +51,8 @@
 namespace {
 
 using namespace std::chrono_literals;
-using bench_clock = std::chrono::steady_clock;
 
-// ---------------------------------------------------------------------------
-// Helpers: keeping the optimiser honest, timing, medians
-// ---------------------------------------------------------------------------
-
-// Makes the compiler assume `v` is read (and memory clobbered), so the work
-// that produced it cannot be deleted (benchmark::DoNotOptimize).
-template <class T>
-inline void do_not_optimize(T const& v) {
-    asm volatile("" : : "r,m"(v) : "memory");
-}
-
-double ns_since(bench_clock::time_point t0) {
-    return std::chrono::duration<double, std::nano>(bench_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const std::size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
-
-// Runs `fn` (which returns one sample) `repeats` times; the median sample.
-template <class F>
-double median_of(int repeats, F&& fn) {
-    std::vector<double> samples;
-    for (int i = 0; i < repeats; ++i) samples.push_back(fn());
-    return median(std::move(samples));
-}
+using namespace offload_bench;
 
 void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(fmt::format("bench_loop: self-check failed: {}", what));
@@ -380,241 +354,13 @@ double bench_offload_pingpong(long n, bool debug) {
     return loop.run_until_complete(pingpong_main(n));
 }
 
-// ---------------------------------------------------------------------------
-// Python peer: run bench_loop.py, parse its flat JSON object
-// ---------------------------------------------------------------------------
-
-struct python_result {
-    std::optional<std::string> unavailable; // why there are no figures
-    std::vector<std::pair<std::string, double>> values;
-
-    std::optional<double> get(std::string_view key) const {
-        for (auto& [k, v] : values)
-            if (k == key) return v;
-        return std::nullopt;
-    }
-};
-
-bool is_executable(const std::string& p) { return ::access(p.c_str(), X_OK) == 0; }
-bool is_readable(const std::string& p) { return ::access(p.c_str(), R_OK) == 0; }
-
-std::optional<std::string> find_in_path(const char* exe) {
-    const char* path = std::getenv("PATH");
-    std::string_view rest = path ? path : "/usr/bin:/bin";
-    while (!rest.empty()) {
-        auto colon = rest.find(':');
-        std::string dir(rest.substr(0, colon));
-        rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
-        if (dir.empty()) dir = ".";
-        std::string cand = dir + "/" + exe;
-        if (is_executable(cand)) return cand;
-    }
-    return std::nullopt;
-}
-
-std::optional<std::string> find_script(const char* argv0) {
-    std::vector<std::string> cands;
-#ifdef OFFLOAD_BENCHMARK_SOURCE_DIR
-    cands.emplace_back(std::string(OFFLOAD_BENCHMARK_SOURCE_DIR) + "/bench_loop.py");
-#endif
-#ifdef OFFLOAD_SOURCE_DIR
-    cands.emplace_back(std::string(OFFLOAD_SOURCE_DIR) + "/benchmarks/bench_loop.py");
-#endif
-    char exe[4096];
-    ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
-    std::string self = len > 0 ? std::string(exe, static_cast<std::size_t>(len)) : std::string(argv0);
-    if (auto slash = self.rfind('/'); slash != std::string::npos) cands.push_back(self.substr(0, slash) + "/bench_loop.py");
-    cands.emplace_back("benchmarks/bench_loop.py");
-    cands.emplace_back("bench_loop.py");
-    for (auto& c : cands)
-        if (is_readable(c)) return c;
-    return std::nullopt;
-}
-
-// Parses `{"key": number, ...}` (flat; values that are not numbers are skipped).
-std::vector<std::pair<std::string, double>> parse_flat_json(std::string_view s) {
-    std::vector<std::pair<std::string, double>> out;
-    std::size_t i = 0;
-    while ((i = s.find('"', i)) != std::string_view::npos) {
-        std::size_t end = s.find('"', i + 1);
-        if (end == std::string_view::npos) break;
-        std::string key(s.substr(i + 1, end - i - 1));
-        std::size_t colon = s.find(':', end);
-        if (colon == std::string_view::npos) break;
-        std::size_t v = s.find_first_not_of(" \t\r\n", colon + 1);
-        if (v == std::string_view::npos) break;
-        std::string num(s.substr(v, s.find_first_of(",}", v) - v));
-        char* stop = nullptr;
-        double d = std::strtod(num.c_str(), &stop);
-        if (stop != num.c_str()) out.emplace_back(std::move(key), d);
-        i = s.find_first_of(",}", v);
-        if (i == std::string_view::npos) break;
-    }
-    return out;
-}
-
 python_result run_python(const config& cfg, const char* argv0) {
-    python_result r;
-    auto py = find_in_path("python3");
-    if (!py) {
-        r.unavailable = "n/a (python3 not found)";
-        return r;
-    }
-    auto script = find_script(argv0);
-    if (!script) {
-        r.unavailable = "n/a (bench_loop.py not found)";
-        return r;
-    }
-    std::string cmd = fmt::format("'{}' '{}' --n {} --repeats {}", *py, *script, cfg.n_python, cfg.repeats);
-    std::fflush(nullptr);
-    FILE* p = ::popen(cmd.c_str(), "r");
-    if (!p) {
-        r.unavailable = "n/a (could not start python3)";
-        return r;
-    }
-    std::string text;
-    char buf[4096];
-    while (std::size_t got = std::fread(buf, 1, sizeof buf, p)) text.append(buf, got);
-    int status = ::pclose(p);
-    if (status != 0) {
-        r.unavailable = fmt::format("n/a (python3 failed, status {})", status);
-        return r;
-    }
-    r.values = parse_flat_json(text);
-    if (r.values.empty()) r.unavailable = "n/a (no JSON from bench_loop.py)";
-    return r;
+    return offload_bench::run_python("bench_loop.py", fmt::format("--n {} --repeats {}", cfg.n_python, cfg.repeats),
+                                     argv0);
 }
-
-// ---------------------------------------------------------------------------
-// Results: table and JSON
-// ---------------------------------------------------------------------------
-
-enum class kind { time_ns, rate }; // lower is better / higher is better
-
-struct peer {
-    std::string name;
-    std::optional<double> value;
-    std::string missing; // shown when there is no value
-};
-
-struct row {
-    std::string key;
-    std::string label;
-    kind k;
-    double offload;
-    std::vector<peer> peers;
-    std::string target_peer; // the peer the target applies to ("" = none)
-    double target = 0;       // maximum cost ratio offload / target_peer
-};
-
-// offload cost / peer cost (below 1: offload faster).
-std::optional<double> cost_ratio(const row& r, const peer& p) {
-    if (!p.value || *p.value <= 0 || r.offload <= 0) return std::nullopt;
-    return r.k == kind::time_ns ? r.offload / *p.value : *p.value / r.offload;
-}
-
-std::string fmt_value(kind k, double v) {
-    if (k == kind::time_ns) return v < 100 ? fmt::format("{:.2f} ns", v) : fmt::format("{:.0f} ns", v);
-    if (v >= 1e6) return fmt::format("{:.2f} M/s", v / 1e6);
-    return fmt::format("{:.0f} k/s", v / 1e3);
-}
-
-std::optional<bool> target_met(const row& r) {
-    if (r.target_peer.empty()) return std::nullopt;
-    for (auto& p : r.peers)
-        if (p.name == r.target_peer) {
-            if (auto c = cost_ratio(r, p)) return *c <= r.target;
-        }
-    return std::nullopt;
-}
-
-void print_table(const std::vector<row>& rows, std::size_t npeers) {
-    std::vector<std::vector<std::string>> cells;
-    std::vector<std::string> head = {"measurement", "offload"};
-    for (std::size_t i = 0; i < npeers; ++i) {
-        head.push_back(fmt::format("peer {}", i + 1));
-        head.push_back("ratio");
-    }
-    head.push_back("target");
-    head.push_back("met");
-    cells.push_back(head);
-    for (auto& r : rows) {
-        std::vector<std::string> c = {r.label, fmt_value(r.k, r.offload)};
-        for (std::size_t i = 0; i < npeers; ++i) {
-            if (i < r.peers.size()) {
-                auto& p = r.peers[i];
-                c.push_back(p.value ? fmt::format("{}: {}", p.name, fmt_value(r.k, *p.value))
-                                    : fmt::format("{}: {}", p.name, p.missing));
-                auto cr = cost_ratio(r, p);
-                c.push_back(cr ? fmt::format("{:.2f}x", *cr) : "-");
-            } else {
-                c.push_back("");
-                c.push_back("");
-            }
-        }
-        auto met = target_met(r);
-        c.push_back(r.target_peer.empty() ? "-" : fmt::format("<= {:.2f}x {}", r.target, r.target_peer));
-        c.push_back(r.target_peer.empty() ? "-" : !met ? "n/a" : *met ? "met" : "NOT MET");
-        cells.push_back(std::move(c));
-    }
-    std::vector<std::size_t> w(cells[0].size(), 0);
-    for (auto& c : cells)
-        for (std::size_t i = 0; i < c.size(); ++i) w[i] = std::max(w[i], c[i].size());
-    auto line = [&](const std::vector<std::string>& c) {
-        std::string s;
-        for (std::size_t i = 0; i < c.size(); ++i) s += fmt::format("{:<{}}{}", c[i], w[i], i + 1 < c.size() ? " | " : "");
-        fmt::print("{}\n", s);
-    };
-    line(cells[0]);
-    std::string sep;
-    for (std::size_t i = 0; i < w.size(); ++i) sep += std::string(w[i], '-') + (i + 1 < w.size() ? "-+-" : "");
-    fmt::print("{}\n", sep);
-    for (std::size_t i = 1; i < cells.size(); ++i) line(cells[i]);
-}
-
-std::string json_escape(std::string_view s) {
-    std::string o;
-    for (char ch : s) {
-        if (ch == '"' || ch == '\\')
-            o += {'\\', ch};
-        else if (static_cast<unsigned char>(ch) < 0x20)
-            o += fmt::format("\\u{:04x}", static_cast<unsigned>(ch));
-        else
-            o += ch;
-    }
-    return o;
-}
-
-std::string json_number(std::optional<double> v) { return v ? fmt::format("{:.6g}", *v) : "null"; }
 
 void write_json(const std::string& path, const config& cfg, const std::vector<row>& rows) {
-    std::string s = "{\n";
-    s += fmt::format("  \"benchmark\": \"bench_loop\",\n  \"smoke\": {},\n  \"repeats\": {},\n", cfg.smoke, cfg.repeats);
-    s += fmt::format("  \"hardware_concurrency\": {},\n", std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-    s += "  \"ratio\": \"offload cost / peer cost (below 1: offload faster)\",\n  \"results\": [\n";
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-        auto& r = rows[i];
-        s += fmt::format("    {{\"key\": \"{}\", \"label\": \"{}\", \"unit\": \"{}\", \"offload\": {}, \"peers\": [",
-                         json_escape(r.key), json_escape(r.label), r.k == kind::time_ns ? "ns/op" : "ops/s",
-                         json_number(r.offload));
-        for (std::size_t j = 0; j < r.peers.size(); ++j) {
-            auto& p = r.peers[j];
-            s += fmt::format("{}{{\"name\": \"{}\", \"value\": {}, \"ratio\": {}{}}}", j ? ", " : "", json_escape(p.name),
-                             json_number(p.value), json_number(cost_ratio(r, p)),
-                             p.value ? std::string() : fmt::format(", \"missing\": \"{}\"", json_escape(p.missing)));
-        }
-        auto met = target_met(r);
-        s += "]";
-        if (!r.target_peer.empty())
-            s += fmt::format(", \"target\": {{\"peer\": \"{}\", \"max_ratio\": {}, \"met\": {}}}", json_escape(r.target_peer),
-                             json_number(r.target), met ? (*met ? "true" : "false") : "null");
-        s += fmt::format("}}{}\n", i + 1 < rows.size() ? "," : "");
-    }
-    s += "  ]\n}\n";
-    FILE* f = std::fopen(path.c_str(), "w");
-    if (!f) throw std::runtime_error(fmt::format("bench_loop: cannot write {}", path));
-    std::fwrite(s.data(), 1, s.size(), f);
-    std::fclose(f);
+    offload_bench::write_json(path, "bench_loop", cfg.smoke, cfg.repeats, rows);
 }
 
 int usage(const char* argv0) {

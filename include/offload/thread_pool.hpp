@@ -89,8 +89,8 @@ private:
     bool queue_empty() const noexcept {
         return ring_.empty_hint() && overflow_size_.load(std::memory_order_acquire) == 0;
     }
-    void run_job(detail::pool_job* j) noexcept;
-    void park() noexcept;
+    bool run_job(detail::pool_job* j) noexcept;
+    void park(bool counted) noexcept;
     void wake_one() noexcept {
         wake_seq_.fetch_add(1, std::memory_order_release);
         detail::futex_wake(wake_seq_, 1);
@@ -125,13 +125,15 @@ private:
 
     std::mutex join_mu_;
 
-    alignas(detail::cache_line) std::atomic<std::uint64_t> submitted_{0};
-    std::atomic<std::uint64_t> completed_{0};
+    // Counters grouped by writer, one cache line each, so that the loop's
+    // submissions and the workers' completions do not bounce one line.
+    alignas(detail::cache_line) std::atomic<std::uint64_t> submitted_{0}; // submitters
+    std::atomic<std::size_t> max_seen_queued_{0};
+    alignas(detail::cache_line) std::atomic<std::size_t> queued_{0}; // both sides
+    alignas(detail::cache_line) std::atomic<std::uint64_t> completed_{0}; // workers
     std::atomic<std::uint64_t> failed_{0};
     std::atomic<std::uint64_t> cancelled_{0};
-    std::atomic<std::size_t> queued_{0};
     std::atomic<std::size_t> busy_{0};
-    std::atomic<std::size_t> max_seen_queued_{0};
     detail::latency_histogram queue_wait_;
     detail::latency_histogram run_time_;
 };
@@ -144,7 +146,7 @@ inline thread_pool::thread_pool(thread_pool_options opts)
                                                 "size; use 0 for available_cpus() or a number up to 4096",
                                                 n));
     free_slots_ = max_queued_;
-    max_spinners_ = std::max<std::size_t>(1, n / 2);
+    max_spinners_ = std::min<std::size_t>(n, std::max<std::size_t>(2, n / 2));
     // Workers block every signal, so signals reach the loops' signalfds.
     sigset_t all, old;
     sigfillset(&all);
@@ -179,7 +181,7 @@ inline void thread_pool::note_queued() noexcept {
     std::size_t q = queued_.fetch_add(1, std::memory_order_relaxed) + 1;
     std::size_t m = max_seen_queued_.load(std::memory_order_relaxed);
     while (q > m && !max_seen_queued_.compare_exchange_weak(m, q, std::memory_order_relaxed)) {
-    }
+    } // a CAS only when the high-water mark moves
 }
 
 inline bool thread_pool::admit(detail::pool_job* j) {
@@ -247,9 +249,13 @@ inline bool thread_pool::enqueue(detail::pool_job* j, bool holds_pool_ref) {
     }
     submitting_.fetch_sub(1, std::memory_order_release);
     // Dekker pairing with park(): it announces itself in sleepers_ and then
-    // re-checks the queue; we publish the job and then read sleepers_.
+    // re-checks the queue; we publish the job and then read sleepers_. No
+    // wake-up while a worker spins, nor once the queue is empty again: then a
+    // spinner already took the job (it often does before we get here).
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0) wake_one();
+    if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0 &&
+        !queue_empty())
+        wake_one();
     return true;
 }
 
@@ -274,11 +280,12 @@ inline detail::pool_job* thread_pool::pop() noexcept {
     return j;
 }
 
-inline void thread_pool::run_job(detail::pool_job* j) noexcept {
+// Returns true when it counted the worker in spinning_ (see worker_main).
+inline bool thread_pool::run_job(detail::pool_job* j) noexcept {
     auto expected = detail::job_state::queued;
     if (!j->state.compare_exchange_strong(expected, detail::job_state::running, std::memory_order_acq_rel)) {
         j->unref(); // cancelled while queued
-        return;
+        return false;
     }
     busy_.fetch_add(1, std::memory_order_relaxed);
     queued_.fetch_sub(1, std::memory_order_relaxed);
@@ -294,27 +301,30 @@ inline void thread_pool::run_job(detail::pool_job* j) noexcept {
     else
         (j->failed ? failed_ : completed_).fetch_add(1, std::memory_order_relaxed);
     busy_.fetch_sub(1, std::memory_order_relaxed);
+    // Count ourselves as looking for work before the result reaches the loop:
+    // a call it submits in response then finds a spinner and wakes nobody.
+    spinning_.fetch_add(1, std::memory_order_seq_cst);
     if (deliver) {
         j->posted = detail::pool_job::event::finished;
         j->loop->post_remote(j); // the pool's reference travels with it; j is not ours any more
     } else {
         j->unref();
     }
+    return true;
 }
 
-inline void thread_pool::park() noexcept {
+// `counted`: the caller is already counted in spinning_ (run_job announced it).
+inline void thread_pool::park(bool counted) noexcept {
     // Spin first (a few spinners at most): a call submitted within the budget
     // is picked up without any syscall on either side.
-    if (spinning_.fetch_add(1, std::memory_order_acq_rel) < static_cast<int>(max_spinners_)) {
+    int before = counted ? spinning_.load(std::memory_order_relaxed) - 1
+                         : spinning_.fetch_add(1, std::memory_order_acq_rel);
+    if (before < static_cast<int>(max_spinners_)) {
         auto until = detail::clock::now() + spin_budget;
         for (unsigned i = 1;; ++i) {
             if (!queue_empty() || stopping_.load(std::memory_order_relaxed)) {
-                // The last spinner leaving with work in hand wakes a sleeper
-                // for whatever else is queued.
-                if (spinning_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
-                    sleepers_.load(std::memory_order_relaxed) > 0)
-                    wake_one();
-                return;
+                spinning_.fetch_sub(1, std::memory_order_acq_rel);
+                return; // worker_main wakes a sleeper if more than this job is queued
             }
             detail::cpu_relax();
             if ((i & 63) == 0 && detail::clock::now() >= until) break;
@@ -329,13 +339,24 @@ inline void thread_pool::park() noexcept {
 }
 
 inline void thread_pool::worker_main() {
+    bool looking = false; // counted in spinning_ by run_job: about to look for the next job
     for (;;) {
         if (detail::pool_job* j = pop()) {
-            run_job(j);
+            if (looking) spinning_.fetch_sub(1, std::memory_order_acq_rel);
+            // More queued than this job and nobody spinning: wake a sleeper for it
+            // (only then: a wake-up per call would cost a syscall each time).
+            if (spinning_.load(std::memory_order_relaxed) == 0 && sleepers_.load(std::memory_order_relaxed) > 0 &&
+                !queue_empty())
+                wake_one();
+            looking = run_job(j);
             continue;
         }
-        if (stopping_.load(std::memory_order_acquire) && queue_empty()) return;
-        park();
+        if (stopping_.load(std::memory_order_acquire) && queue_empty()) {
+            if (looking) spinning_.fetch_sub(1, std::memory_order_acq_rel);
+            return;
+        }
+        park(looking);
+        looking = false;
     }
 }
 

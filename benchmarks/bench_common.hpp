@@ -1,0 +1,367 @@
+// bench_common.hpp — what the benchmark programs share: keeping the optimiser
+// honest, timing and medians, running a Python peer script (flat JSON on its
+// stdout), and printing the results as a table and as JSON.
+//
+// Every row compares offload with its peers as a cost ratio, "offload cost /
+// peer cost" (below 1: offload faster), and may carry targets: a maximum cost
+// ratio against a named peer, or an absolute bound on offload's own figure.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace offload_bench {
+
+using bench_clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------
+// Keeping the optimiser honest, timing, medians
+// ---------------------------------------------------------------------------
+
+// Makes the compiler assume `v` is read (and memory clobbered), so the work
+// that produced it cannot be deleted (benchmark::DoNotOptimize).
+template <class T>
+inline void do_not_optimize(T const& v) {
+    asm volatile("" : : "r,m"(v) : "memory");
+}
+
+inline double ns_since(bench_clock::time_point t0) {
+    return std::chrono::duration<double, std::nano>(bench_clock::now() - t0).count();
+}
+
+inline double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// The nearest-rank percentile (q in [0, 1]) of `v`, which it sorts.
+inline double percentile(std::vector<double>& v, double q) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+// Runs `fn` (which returns one sample) `repeats` times; the median sample.
+template <class F>
+double median_of(int repeats, F&& fn) {
+    std::vector<double> samples;
+    for (int i = 0; i < repeats; ++i) samples.push_back(fn());
+    return median(std::move(samples));
+}
+
+// ---------------------------------------------------------------------------
+// Python peer: run benchmarks/<name>.py, parse its flat JSON object
+// ---------------------------------------------------------------------------
+
+struct python_result {
+    std::optional<std::string> unavailable; // why there are no figures
+    std::vector<std::pair<std::string, double>> values;
+
+    std::optional<double> get(std::string_view key) const {
+        for (auto& [k, v] : values)
+            if (k == key) return v;
+        return std::nullopt;
+    }
+};
+
+inline bool is_executable(const std::string& p) { return ::access(p.c_str(), X_OK) == 0; }
+inline bool is_readable(const std::string& p) { return ::access(p.c_str(), R_OK) == 0; }
+
+inline std::optional<std::string> find_in_path(const char* exe) {
+    const char* path = std::getenv("PATH");
+    std::string_view rest = path ? path : "/usr/bin:/bin";
+    while (!rest.empty()) {
+        auto colon = rest.find(':');
+        std::string_view dir = rest.substr(0, colon);
+        rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+        // (Built with append, not `dir = "."`: g++ 12 -O3 reports a false
+        // -Wrestrict for assigning a literal to a std::string here.)
+        std::string cand(dir.empty() ? std::string_view(".") : dir);
+        cand.append("/").append(exe);
+        if (is_executable(cand)) return cand;
+    }
+    return std::nullopt;
+}
+
+// Looks for `script` (e.g. "bench_loop.py") next to the benchmark sources, next
+// to the executable, then relative to the working directory.
+inline std::optional<std::string> find_script(const std::string& script, const char* argv0) {
+    std::vector<std::string> cands;
+#ifdef OFFLOAD_BENCHMARK_SOURCE_DIR
+    cands.emplace_back(std::string(OFFLOAD_BENCHMARK_SOURCE_DIR) + "/" + script);
+#endif
+#ifdef OFFLOAD_SOURCE_DIR
+    cands.emplace_back(std::string(OFFLOAD_SOURCE_DIR) + "/benchmarks/" + script);
+#endif
+    char exe[4096];
+    ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    std::string self = len > 0 ? std::string(exe, static_cast<std::size_t>(len)) : std::string(argv0);
+    if (auto slash = self.rfind('/'); slash != std::string::npos) cands.push_back(self.substr(0, slash) + "/" + script);
+    cands.emplace_back("benchmarks/" + script);
+    cands.emplace_back(script);
+    for (auto& c : cands)
+        if (is_readable(c)) return c;
+    return std::nullopt;
+}
+
+// Parses `{"key": number, ...}` (flat; values that are not numbers are skipped).
+inline std::vector<std::pair<std::string, double>> parse_flat_json(std::string_view s) {
+    std::vector<std::pair<std::string, double>> out;
+    std::size_t i = 0;
+    while ((i = s.find('"', i)) != std::string_view::npos) {
+        std::size_t end = s.find('"', i + 1);
+        if (end == std::string_view::npos) break;
+        std::string key(s.substr(i + 1, end - i - 1));
+        std::size_t colon = s.find(':', end);
+        if (colon == std::string_view::npos) break;
+        std::size_t v = s.find_first_not_of(" \t\r\n", colon + 1);
+        if (v == std::string_view::npos) break;
+        std::string num(s.substr(v, s.find_first_of(",}", v) - v));
+        char* stop = nullptr;
+        double d = std::strtod(num.c_str(), &stop);
+        if (stop != num.c_str()) out.emplace_back(std::move(key), d);
+        i = s.find_first_of(",}", v);
+        if (i == std::string_view::npos) break;
+    }
+    return out;
+}
+
+// Runs `python3 <script> <args>` and parses the flat JSON object it prints.
+inline python_result run_python(const std::string& script_name, const std::string& args, const char* argv0) {
+    python_result r;
+    auto py = find_in_path("python3");
+    if (!py) {
+        r.unavailable = "n/a (python3 not found)";
+        return r;
+    }
+    auto script = find_script(script_name, argv0);
+    if (!script) {
+        r.unavailable = fmt::format("n/a ({} not found)", script_name);
+        return r;
+    }
+    std::string cmd = fmt::format("'{}' '{}' {}", *py, *script, args);
+    std::fflush(nullptr);
+    FILE* p = ::popen(cmd.c_str(), "r");
+    if (!p) {
+        r.unavailable = "n/a (could not start python3)";
+        return r;
+    }
+    std::string text;
+    char buf[4096];
+    while (std::size_t got = std::fread(buf, 1, sizeof buf, p)) text.append(buf, got);
+    int status = ::pclose(p);
+    if (status != 0) {
+        r.unavailable = fmt::format("n/a (python3 failed, status {})", status);
+        return r;
+    }
+    r.values = parse_flat_json(text);
+    if (r.values.empty()) r.unavailable = fmt::format("n/a (no JSON from {})", script_name);
+    return r;
+}
+
+// ---------------------------------------------------------------------------
+// Results: table and JSON
+// ---------------------------------------------------------------------------
+
+// time_ns, time_us, percent: lower is better; rate: higher is better.
+enum class kind { time_ns, rate, time_us, percent };
+
+inline bool lower_is_better(kind k) { return k != kind::rate; }
+
+inline const char* unit_of(kind k) {
+    switch (k) {
+    case kind::time_ns: return "ns/op";
+    case kind::rate: return "ops/s";
+    case kind::time_us: return "us/op";
+    case kind::percent: return "% of a core";
+    }
+    return "";
+}
+
+struct peer {
+    std::string name;
+    std::optional<double> value;
+    std::string missing; // shown when there is no value
+};
+
+// A target: offload's cost ratio against `peer` at most `max`; or, with an
+// empty `peer`, offload's own figure at most `max` (in the row's unit).
+struct target_spec {
+    std::string peer;
+    double max = 0;
+};
+
+struct row {
+    std::string key;
+    std::string label;
+    kind k;
+    double offload;
+    std::vector<peer> peers;
+    std::vector<target_spec> targets;
+
+    // At most one target: a maximum cost ratio against `target_peer` ("" = none).
+    row(std::string key_, std::string label_, kind k_, double offload_, std::vector<peer> peers_,
+        std::string target_peer, double target)
+        : key(std::move(key_)), label(std::move(label_)), k(k_), offload(offload_), peers(std::move(peers_)) {
+        if (!target_peer.empty()) targets.push_back({std::move(target_peer), target});
+    }
+    row(std::string key_, std::string label_, kind k_, double offload_, std::vector<peer> peers_,
+        std::vector<target_spec> targets_)
+        : key(std::move(key_)), label(std::move(label_)), k(k_), offload(offload_), peers(std::move(peers_)),
+          targets(std::move(targets_)) {}
+};
+
+// offload cost / peer cost (below 1: offload faster).
+inline std::optional<double> cost_ratio(const row& r, const peer& p) {
+    if (!p.value || *p.value <= 0 || r.offload <= 0) return std::nullopt;
+    return lower_is_better(r.k) ? r.offload / *p.value : *p.value / r.offload;
+}
+
+inline std::string fmt_value(kind k, double v) {
+    switch (k) {
+    case kind::time_ns: return v < 100 ? fmt::format("{:.2f} ns", v) : fmt::format("{:.0f} ns", v);
+    case kind::time_us: return v < 100 ? fmt::format("{:.2f} us", v) : fmt::format("{:.0f} us", v);
+    case kind::percent: return fmt::format("{:.3f} %", v);
+    case kind::rate: break;
+    }
+    if (v >= 1e6) return fmt::format("{:.2f} M/s", v / 1e6);
+    return fmt::format("{:.0f} k/s", v / 1e3);
+}
+
+inline std::optional<bool> target_met(const row& r, const target_spec& t) {
+    if (t.peer.empty()) return r.offload <= t.max;
+    for (auto& p : r.peers)
+        if (p.name == t.peer) {
+            if (auto c = cost_ratio(r, p)) return *c <= t.max;
+        }
+    return std::nullopt;
+}
+
+inline std::string target_text(const row& r, const target_spec& t) {
+    return t.peer.empty() ? fmt::format("<= {}", fmt_value(r.k, t.max)) : fmt::format("<= {:.2f}x {}", t.max, t.peer);
+}
+
+inline void print_table(const std::vector<row>& rows, std::size_t npeers) {
+    std::vector<std::vector<std::string>> cells;
+    std::vector<std::string> head = {"measurement", "offload"};
+    for (std::size_t i = 0; i < npeers; ++i) {
+        head.push_back(fmt::format("peer {}", i + 1));
+        head.push_back("ratio");
+    }
+    head.push_back("target");
+    head.push_back("met");
+    cells.push_back(head);
+    for (auto& r : rows) {
+        std::vector<std::string> c = {r.label, fmt_value(r.k, r.offload)};
+        for (std::size_t i = 0; i < npeers; ++i) {
+            if (i < r.peers.size()) {
+                auto& p = r.peers[i];
+                c.push_back(p.value ? fmt::format("{}: {}", p.name, fmt_value(r.k, *p.value))
+                                    : fmt::format("{}: {}", p.name, p.missing));
+                auto cr = cost_ratio(r, p);
+                c.push_back(cr ? fmt::format("{:.2f}x", *cr) : "-");
+            } else {
+                c.push_back("");
+                c.push_back("");
+            }
+        }
+        std::string target = "-", met = "-";
+        for (std::size_t i = 0; i < r.targets.size(); ++i) {
+            auto m = target_met(r, r.targets[i]);
+            target = (i ? target + "; " : std::string()) + target_text(r, r.targets[i]);
+            met = (i ? met + ", " : std::string()) + (!m ? "n/a" : *m ? "met" : "NOT MET");
+        }
+        c.push_back(target);
+        c.push_back(met);
+        cells.push_back(std::move(c));
+    }
+    std::vector<std::size_t> w(cells[0].size(), 0);
+    for (auto& c : cells)
+        for (std::size_t i = 0; i < c.size(); ++i) w[i] = std::max(w[i], c[i].size());
+    auto line = [&](const std::vector<std::string>& c) {
+        std::string s;
+        for (std::size_t i = 0; i < c.size(); ++i) s += fmt::format("{:<{}}{}", c[i], w[i], i + 1 < c.size() ? " | " : "");
+        fmt::print("{}\n", s);
+    };
+    line(cells[0]);
+    std::string sep;
+    for (std::size_t i = 0; i < w.size(); ++i) sep += std::string(w[i], '-') + (i + 1 < w.size() ? "-+-" : "");
+    fmt::print("{}\n", sep);
+    for (std::size_t i = 1; i < cells.size(); ++i) line(cells[i]);
+}
+
+inline std::string json_escape(std::string_view s) {
+    std::string o;
+    for (char ch : s) {
+        if (ch == '"' || ch == '\\')
+            o += {'\\', ch};
+        else if (static_cast<unsigned char>(ch) < 0x20)
+            o += fmt::format("\\u{:04x}", static_cast<unsigned>(ch));
+        else
+            o += ch;
+    }
+    return o;
+}
+
+inline std::string json_number(std::optional<double> v) { return v ? fmt::format("{:.6g}", *v) : "null"; }
+
+inline std::string json_target(const row& r, const target_spec& t) {
+    auto met = target_met(r, t);
+    const char* m = met ? (*met ? "true" : "false") : "null";
+    if (t.peer.empty()) return fmt::format("{{\"peer\": null, \"max_value\": {}, \"met\": {}}}", json_number(t.max), m);
+    return fmt::format("{{\"peer\": \"{}\", \"max_ratio\": {}, \"met\": {}}}", json_escape(t.peer), json_number(t.max), m);
+}
+
+// Writes {"benchmark": name, "smoke", "repeats", "hardware_concurrency",
+// <extra_fields>, "ratio", "results": [...]}. `extra_fields`: `"key": value,\n`
+// lines (indented two spaces), or empty. One target is written as "target",
+// several as "targets".
+inline void write_json(const std::string& path, std::string_view name, bool smoke, int repeats,
+                       const std::vector<row>& rows, std::string_view extra_fields = {}) {
+    std::string s = "{\n";
+    s += fmt::format("  \"benchmark\": \"{}\",\n  \"smoke\": {},\n  \"repeats\": {},\n", json_escape(name), smoke, repeats);
+    s += fmt::format("  \"hardware_concurrency\": {},\n", std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+    s += extra_fields;
+    s += "  \"ratio\": \"offload cost / peer cost (below 1: offload faster)\",\n  \"results\": [\n";
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+        auto& r = rows[i];
+        s += fmt::format("    {{\"key\": \"{}\", \"label\": \"{}\", \"unit\": \"{}\", \"offload\": {}, \"peers\": [",
+                         json_escape(r.key), json_escape(r.label), unit_of(r.k), json_number(r.offload));
+        for (std::size_t j = 0; j < r.peers.size(); ++j) {
+            auto& p = r.peers[j];
+            s += fmt::format("{}{{\"name\": \"{}\", \"value\": {}, \"ratio\": {}{}}}", j ? ", " : "", json_escape(p.name),
+                             json_number(p.value), json_number(cost_ratio(r, p)),
+                             p.value ? std::string() : fmt::format(", \"missing\": \"{}\"", json_escape(p.missing)));
+        }
+        s += "]";
+        if (r.targets.size() == 1) {
+            s += fmt::format(", \"target\": {}", json_target(r, r.targets[0]));
+        } else if (!r.targets.empty()) {
+            s += ", \"targets\": [";
+            for (std::size_t j = 0; j < r.targets.size(); ++j) s += (j ? ", " : "") + json_target(r, r.targets[j]);
+            s += "]";
+        }
+        s += fmt::format("}}{}\n", i + 1 < rows.size() ? "," : "");
+    }
+    s += "  ]\n}\n";
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) throw std::runtime_error(fmt::format("{}: cannot write {}", name, path));
+    std::fwrite(s.data(), 1, s.size(), f);
+    std::fclose(f);
+}
+
+} // namespace offload_bench
