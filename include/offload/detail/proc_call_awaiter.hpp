@@ -60,7 +60,7 @@ public:
         } else {
             codec<bool>::encode(w, false);
         }
-        std::apply([&w](const A&... a) { (codec<A>::encode(w, a), ...); }, args_);
+        std::apply([&w](const A&... a) { ((void)w, ..., codec<A>::encode(w, a)); }, args_);
     }
     void decode_result(byte_reader& r) override {
         if constexpr (std::is_void_v<result_type>)
