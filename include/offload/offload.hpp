@@ -15,6 +15,7 @@
 #include <offload/run.hpp>
 #include <offload/semaphore.hpp>
 #include <offload/serialize.hpp>
+#include <offload/shared_buffer.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
 #include <offload/task.hpp>

@@ -28,10 +28,13 @@ namespace offload::detail {
 enum class msg_kind : std::uint32_t { init = 1, hello = 2, call = 3, result = 4, exit = 5 };
 
 /// Decodes the arguments from `in`, calls, and encodes the result into `out`.
-using trampoline_fn = void (*)(const void* fn, byte_reader& in, byte_writer& out);
+/// Returns the result object when its encoding recorded file descriptors
+/// (a shared_buffer): they belong to it, so the caller keeps it alive until
+/// `out` has been sent.
+using trampoline_fn = std::shared_ptr<void> (*)(const void* fn, byte_reader& in, byte_writer& out);
 
 template <class F, class R, class... A>
-void trampoline(const void* fn, byte_reader& in, byte_writer& out) {
+std::shared_ptr<void> trampoline(const void* fn, byte_reader& in, byte_writer& out) {
     auto args = std::tuple<A...>{codec<A>::decode(in)...};
     auto call = [&](auto&... a) -> R {
         if constexpr (std::is_pointer_v<F>)
@@ -41,9 +44,13 @@ void trampoline(const void* fn, byte_reader& in, byte_writer& out) {
     };
     if constexpr (std::is_void_v<R>) {
         std::apply(call, args);
+        return {};
     } else {
         R r = std::apply(call, args);
+        const std::size_t fds_before = out.fds().size();
         codec<R>::encode(out, r);
+        if (out.fds().size() == fds_before) return {};
+        return std::make_shared<R>(std::move(r)); // a move keeps the descriptors open
     }
 }
 

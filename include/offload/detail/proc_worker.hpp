@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -165,6 +166,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
             if (k != msg_kind::call) worker_fatal("unexpected message kind");
             byte_writer result;
             std::vector<int> fds;
+            std::shared_ptr<void> keep; // owns the descriptors `result` records, until it is sent
             try {
                 fds = mailbox_take_fds(in, f.sock);
                 byte_reader r(std::span<const std::byte>(in.payload(), in.hdr()->size), fds);
@@ -172,14 +174,16 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
                 const void* fn = nullptr;
                 if (codec<bool>::decode(r)) fn = resolve_fn_ref(decode_fn_ref(r));
                 codec<std::uint8_t>::encode(result, 0);
-                tramp(fn, r, result);
+                keep = tramp(fn, r, result);
             } catch (...) {
+                keep.reset();
                 result = byte_writer();
                 codec<std::uint8_t>::encode(result, 1);
                 encode_current_exception(result);
             }
             in.release_payload(in.hdr()->size, 1 << 20);
             mailbox_send(out, msg_kind::result, result, f.sock, f.event);
+            keep.reset();
             for (int fd : fds) ::close(fd); // the parent keeps its own copies
         }
     } catch (const std::exception& e) {
