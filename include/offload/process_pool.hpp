@@ -4,8 +4,8 @@
 // call kills its worker, so the core is really freed; fork, spawn and
 // forkserver start methods; typed arguments checked at compile time.
 //
-// Each worker has a shared-memory mailbox per direction (one copy per
-// direction, whatever the size), an eventfd that wakes the parent's loop and
+// Each worker has a shared-memory mailbox per direction (no socket copies;
+// shared_buffer crosses as a handle), an eventfd that wakes the parent's loop and
 // a pidfd (or the forkserver's report) that tells the loop it died. All of it
 // is read by the event loop that uses the pool: no helper thread per call.
 #pragma once
@@ -62,7 +62,8 @@ struct process_pool_options {
     /// the pool fails everything with broken_executor, as Python's BrokenProcessPool.
     crash_policy on_crash = crash_policy::respawn;
     process_limits limits{};
-    /// Initial size of each worker mailbox; larger payloads grow it (still shared memory).
+    /// Initial size of each worker mailbox; larger payloads grow it (still shared
+    /// memory), and the pages above this size are given back after each message.
     std::size_t shared_memory_threshold = std::size_t(1) << 20;
 };
 
@@ -148,6 +149,7 @@ private:
     void on_message(detail::proc_worker_slot& w) noexcept;
     void on_exit(detail::proc_worker_slot& w, int wait_status) noexcept;
     void on_server() noexcept;
+    void drain_early_exits() noexcept;
     void dispatch() noexcept;
     void resolve(detail::proc_call* c) noexcept;
     void fail_pending(const std::exception_ptr& e) noexcept;

@@ -3,10 +3,12 @@
 // of each worker is a memfd mapped by both processes: a 64-byte header (a
 // sequence number that doubles as a futex word, a "reader is asleep" flag,
 // the message size) followed by the payload. A worker runs one call at a
-// time, so one slot per direction suffices: no ring, no locks. Payloads are
-// written and read in place: one copy per direction, whatever the size; the
-// writer grows the memfd (ftruncate) when a message does not fit, and the
-// reader remaps when it sees a larger capacity.
+// time, so one slot per direction suffices: no ring, no locks. No byte goes
+// through a socket: the sender copies its encoded message into the mailbox
+// and the receiver decodes straight out of it (encode, copy, decode; encoding
+// in place would save the copy, not done yet). The writer grows the memfd
+// (ftruncate) when a message does not fit, and the reader remaps when it
+// sees a larger capacity. shared_buffer skips all copies: only a handle crosses.
 #pragma once
 
 #include <offload/errors.hpp>

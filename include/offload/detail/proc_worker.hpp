@@ -38,6 +38,7 @@ struct worker_init {
     std::optional<std::int64_t> cpu_seconds;
     std::optional<std::uint64_t> address_space;
     std::optional<fn_ref> initializer;
+    std::uint64_t keep_pages = 1 << 20; // mailbox bytes kept mapped after a big message (shared_memory_threshold)
 };
 
 inline void encode_init(byte_writer& w, const worker_init& i) {
@@ -45,12 +46,14 @@ inline void encode_init(byte_writer& w, const worker_init& i) {
     codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
     codec<bool>::encode(w, i.initializer.has_value());
     if (i.initializer) encode_fn_ref(w, *i.initializer);
+    codec<std::uint64_t>::encode(w, i.keep_pages);
 }
 inline worker_init decode_init(byte_reader& r) {
     worker_init i;
     i.cpu_seconds = codec<std::optional<std::int64_t>>::decode(r);
     i.address_space = codec<std::optional<std::uint64_t>>::decode(r);
     if (codec<bool>::decode(r)) i.initializer = decode_fn_ref(r);
+    i.keep_pages = codec<std::uint64_t>::decode(r);
     return i;
 }
 
@@ -181,7 +184,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
                 codec<std::uint8_t>::encode(result, 1);
                 encode_current_exception(result);
             }
-            in.release_payload(in.hdr()->size, 1 << 20);
+            in.release_payload(in.hdr()->size, init.keep_pages);
             mailbox_send(out, msg_kind::result, result, f.sock, f.event);
             keep.reset();
             for (int fd : fds) ::close(fd); // the parent keeps its own copies

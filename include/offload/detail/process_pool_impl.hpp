@@ -150,6 +150,7 @@ inline void process_pool::start_worker(std::size_t index) {
     if (opts_.limits.cpu_seconds) init.cpu_seconds = opts_.limits.cpu_seconds->count();
     if (opts_.limits.address_space) init.address_space = *opts_.limits.address_space;
     if (opts_.initializer) init.initializer = detail::make_fn_ref(reinterpret_cast<const void*>(opts_.initializer));
+    init.keep_pages = opts_.shared_memory_threshold;
     detail::byte_writer iw;
     detail::encode_init(iw, init);
     detail::mailbox_send(w.to_worker, detail::msg_kind::init, iw, -1, -1);
@@ -243,11 +244,8 @@ inline void process_pool::bind(event_loop& loop) {
             loop.add_timer(&w);
         }
     }
-    // Reports the forkserver sent while nobody listened.
-    auto early = std::move(early_exits_);
-    for (auto [pid, status] : early)
-        if (auto* w = find_pid(pid)) on_exit(*w, status);
-    on_event(); // messages that arrived before the loop existed
+    drain_early_exits(); // reports the forkserver sent while nobody listened
+    on_event();          // messages that arrived before the loop existed
 }
 
 inline void process_pool::unbind() noexcept {
@@ -508,6 +506,7 @@ inline void process_pool::on_exit(detail::proc_worker_slot& w, int status) noexc
 
 inline void process_pool::on_server() noexcept {
     for (;;) {
+        drain_early_exits();
         detail::forkserver_msg m;
         ssize_t n = ::recv(server_sock_, &m, sizeof m, MSG_DONTWAIT);
         if (n == 0) {
@@ -518,6 +517,18 @@ inline void process_pool::on_server() noexcept {
         if (n != static_cast<ssize_t>(sizeof m)) return;
         if (m.type == detail::forkserver_msg::exited)
             if (auto* w = find_pid(m.pid)) on_exit(*w, m.status);
+    }
+}
+
+// Exit reports that start_worker read off the forkserver socket while it waited
+// for a spawn reply (two workers dying together, say). They are no longer in the
+// socket, so nothing would wake the loop for them: handle them here. on_exit may
+// start a worker and stash more, hence the loop.
+inline void process_pool::drain_early_exits() noexcept {
+    while (!early_exits_.empty()) {
+        auto [pid, status] = early_exits_.front();
+        early_exits_.erase(early_exits_.begin());
+        if (auto* w = find_pid(pid)) on_exit(*w, status);
     }
 }
 
