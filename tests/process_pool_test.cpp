@@ -1,0 +1,379 @@
+#include <offload/process_pool.hpp>
+
+#include <offload/run.hpp>
+#include <offload/sleep.hpp>
+#include <offload/task_handle.hpp>
+#include <offload/to_thread.hpp>
+
+#include "proc_check.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+using namespace offload;
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* method_name(start_method m) {
+    switch (m) {
+    case start_method::fork: return "fork";
+    case start_method::spawn: return "spawn";
+    case start_method::forkserver: return "forkserver";
+    }
+    return "?";
+}
+
+// --- what the workers run ------------------------------------------------------------
+
+int add(int a, int b) { return a + b; }
+std::string greet(std::string name) { return "hello, " + name; }
+std::vector<int> doubled(std::vector<int> v) {
+    for (int& x : v) x *= 2;
+    return v;
+}
+struct point {
+    int x = 0;
+    double y = 0;
+    std::string label;
+    std::vector<int> tags;
+    bool operator==(const point&) const = default;
+};
+point moved(point p) {
+    p.x += 1;
+    p.y *= 2;
+    p.label += "!";
+    p.tags.push_back(p.x);
+    return p;
+}
+void nothing(int) {}
+int my_pid() { return static_cast<int>(::getpid()); }
+int sleep_ms(int ms) {
+    ::usleep(static_cast<useconds_t>(ms) * 1000);
+    return ms;
+}
+int square(int x) { return x * x; }
+
+int throw_invalid(int) { throw std::invalid_argument("bad argument 7"); }
+int throw_range(int) { throw std::out_of_range("index 9 out of range"); }
+int throw_runtime(int) { throw std::runtime_error("it went wrong"); }
+struct my_custom_error : std::exception {
+    const char* what() const noexcept override { return "custom trouble"; }
+};
+int throw_custom(int) { throw my_custom_error(); }
+
+std::uint64_t fnv1a(const void* data, std::size_t n) {
+    std::uint64_t h = 1469598103934665603ull;
+    auto* p = static_cast<const unsigned char*>(data);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+std::pair<std::uint64_t, std::vector<std::uint8_t>> echo_bytes(std::vector<std::uint8_t> v) {
+    return {fnv1a(v.data(), v.size()), std::move(v)};
+}
+std::pair<std::uint64_t, std::string> echo_string(std::string s) { return {fnv1a(s.data(), s.size()), std::move(s)}; }
+
+// The initializer learns where to write from the environment (set before the pool exists).
+void init_marker() {
+    const char* dir = std::getenv("OFFLOAD_PP_INIT_DIR");
+    if (!dir) return;
+    std::ofstream(std::string(dir) + "/init-" + std::to_string(::getpid()), std::ios::app) << "init\n";
+}
+
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string t = (std::filesystem::temp_directory_path() / "offload-pp-XXXXXX").string();
+        if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+        path = t;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+task<> conformance_round_trips(process_pool& pool) {
+    int sum = co_await run_in_executor(pool, add, 2, 40);
+    CHECK(sum == 42);
+    std::string s = co_await run_in_executor(pool, greet, std::string("world"));
+    CHECK(s == "hello, world");
+    // (g++ 12 cannot keep an initializer_list's array alive across co_await: build arguments first)
+    std::vector<int> in{1, 2, 3};
+    std::vector<int> v = co_await run_in_executor(pool, doubled, in);
+    CHECK(v == std::vector<int>{2, 4, 6});
+    point arg{1, 1.5, "p", {7}};
+    point p = co_await run_in_executor(pool, moved, arg);
+    CHECK(p == point{2, 3.0, "p!", {7, 2}});
+    int sq = co_await run_in_executor(pool, [](int x) { return x * x; }, 12);
+    CHECK(sq == 144);
+    int fp = co_await run_in_executor(pool, &square, 9);
+    CHECK(fp == 81);
+    co_await run_in_executor(pool, nothing, 1);
+    int other = co_await run_in_executor(pool, my_pid);
+    CHECK(other != static_cast<int>(::getpid()));
+}
+
+} // namespace
+
+TEST_CASE("process_pool: values of every kind round-trip, with each start method", "[process_pool]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how});
+        run(conformance_round_trips(pool));
+        auto st = pool.stats();
+        CHECK(st.submitted == 8);
+        CHECK(st.completed == 8);
+        CHECK(st.failed == 0);
+        CHECK(st.bytes_sent > 0);
+        CHECK(st.bytes_received > 0);
+    });
+}
+
+TEST_CASE("process_pool: map returns results in input order for every chunk size", "[process_pool][map]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 3, .start = how});
+        run([](process_pool& pool) -> task<> {
+            std::vector<int> in(37);
+            for (int i = 0; i < 37; ++i) in[static_cast<std::size_t>(i)] = i - 5;
+            std::vector<int> want;
+            for (int x : in) want.push_back(x * x);
+            for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(5), std::size_t(36),
+                                      std::size_t(37), std::size_t(100)}) {
+                INFO("chunk " << chunk);
+                auto by_ptr = co_await map(pool, &square, in, chunk);
+                CHECK(by_ptr == want);
+                auto by_lambda = co_await map(pool, [](const int& x) { return x * x; }, in, chunk);
+                CHECK(by_lambda == want);
+            }
+            auto empty = co_await map(pool, &square, std::vector<int>{}, 4);
+            CHECK(empty.empty());
+            REQUIRE_THROWS_AS(map(pool, &square, in, 0), std::invalid_argument);
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: standard exceptions come back as themselves, others as remote_error",
+          "[process_pool][errors]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how});
+        run([](process_pool& pool) -> task<> {
+            std::string what;
+            try {
+                co_await run_in_executor(pool, throw_invalid, 1);
+            } catch (const std::invalid_argument& e) {
+                what = e.what();
+            }
+            CHECK(what == "bad argument 7");
+            what.clear();
+            try {
+                co_await run_in_executor(pool, throw_range, 1);
+            } catch (const std::out_of_range& e) {
+                what = e.what();
+            }
+            CHECK(what == "index 9 out of range");
+            what.clear();
+            bool exact = false;
+            try {
+                co_await run_in_executor(pool, throw_runtime, 1);
+            } catch (const std::runtime_error& e) {
+                what = e.what();
+                exact = typeid(e) == typeid(std::runtime_error);
+            }
+            CHECK(what == "it went wrong");
+            CHECK(exact);
+            std::string type;
+            what.clear();
+            try {
+                co_await run_in_executor(pool, throw_custom, 1);
+            } catch (const remote_error& e) {
+                type = e.type_name();
+                what = e.what();
+            }
+            CHECK(type.find("my_custom_error") != std::string::npos);
+            CHECK(what.find("custom trouble") != std::string::npos);
+            // The worker survived all of that.
+            int v = co_await run_in_executor(pool, add, 1, 1);
+            CHECK(v == 2);
+        }(pool));
+        CHECK(pool.stats().failed == 4);
+        CHECK(pool.stats().crashes == 0);
+    });
+}
+
+TEST_CASE("process_pool: payloads from 0 bytes to 64 MiB round-trip intact", "[process_pool][payload]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 1, .start = how});
+        run([](process_pool& pool) -> task<> {
+            std::mt19937_64 rng(42);
+            for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(4095), std::size_t(1) << 20,
+                                  std::size_t(64) << 20}) {
+                INFO("size " << n);
+                std::vector<std::uint8_t> bytes(n);
+                for (auto& b : bytes) b = static_cast<std::uint8_t>(rng());
+                const std::uint64_t want = fnv1a(bytes.data(), bytes.size());
+                auto [seen, back] = co_await run_in_executor(pool, echo_bytes, bytes);
+                CHECK(seen == want);
+                CHECK(back.size() == n);
+                CHECK(fnv1a(back.data(), back.size()) == want);
+
+                std::string text(bytes.begin(), bytes.end());
+                auto [seen_s, back_s] = co_await run_in_executor(pool, echo_string, text);
+                CHECK(seen_s == want);
+                CHECK(back_s.size() == n);
+                CHECK(fnv1a(back_s.data(), back_s.size()) == want);
+            }
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: max_tasks_per_child replaces the worker after that many calls", "[process_pool]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 1, .start = how, .max_tasks_per_child = 2});
+        std::vector<int> pids = run([](process_pool& pool) -> task<std::vector<int>> {
+            std::vector<int> out;
+            for (int i = 0; i < 6; ++i) {
+                int pid = co_await run_in_executor(pool, my_pid);
+                out.push_back(pid);
+            }
+            co_return out;
+        }(pool));
+        REQUIRE(pids.size() == 6);
+        CHECK(std::set<int>(pids.begin(), pids.end()).size() == 3);
+        CHECK(pids[0] == pids[1]);
+        CHECK(pids[2] == pids[3]);
+        CHECK(pids[4] == pids[5]);
+        CHECK(pids[1] != pids[2]);
+        CHECK(pids[3] != pids[4]);
+        CHECK(pool.stats().crashes == 0);
+    });
+}
+
+TEST_CASE("process_pool: the initializer runs once in every worker, respawns included", "[process_pool]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    temp_dir dir;
+    ::setenv("OFFLOAD_PP_INIT_DIR", dir.path.c_str(), 1);
+    std::vector<int> pids;
+    test::without_leaks([&] {
+        process_pool pool({.workers = 2, .start = how, .max_tasks_per_child = 2, .initializer = init_marker});
+        pids = run([](process_pool& pool) -> task<std::vector<int>> {
+            std::vector<int> out;
+            for (int i = 0; i < 8; ++i) {
+                int pid = co_await run_in_executor(pool, my_pid);
+                out.push_back(pid);
+            }
+            co_return out;
+        }(pool));
+    });
+    ::unsetenv("OFFLOAD_PP_INIT_DIR");
+    std::set<int> seen(pids.begin(), pids.end());
+    CHECK(seen.size() >= 4); // 8 sequential calls, 2 per child
+    std::size_t files = 0;
+    for (auto& e : std::filesystem::directory_iterator(dir.path)) {
+        ++files;
+        std::ifstream f(e.path());
+        std::string line;
+        int lines = 0;
+        while (std::getline(f, line)) ++lines;
+        INFO(e.path().filename().string());
+        CHECK(lines == 1);
+    }
+    for (int pid : seen) {
+        INFO("pid " << pid);
+        CHECK(std::filesystem::exists(dir.path / ("init-" + std::to_string(pid))));
+    }
+    CHECK(files >= seen.size());
+}
+
+TEST_CASE("process_pool: shutdown from another thread lets running calls finish, then refuses calls",
+          "[process_pool][shutdown]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how});
+        run([](process_pool& pool) -> task<> {
+            auto a = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
+                                 std::ref(pool));
+            auto b = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 200); },
+                                 std::ref(pool));
+            co_await sleep(50ms);
+            co_await to_thread([&pool] { pool.shutdown(true, false); });
+            CHECK(a.done());
+            CHECK(b.done());
+            int ra = co_await a;
+            int rb = co_await b;
+            CHECK(ra == 300);
+            CHECK(rb == 200);
+            REQUIRE_THROWS_AS(co_await run_in_executor(pool, add, 1, 2), executor_closed);
+            CHECK(pool.worker_pids().empty());
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with executor_closed",
+          "[process_pool][shutdown]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 1, .start = how});
+        run([](process_pool& pool) -> task<> {
+            auto running = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
+                std::ref(pool));
+            co_await sleep(20ms);
+            std::vector<task_handle<int>> queued;
+            for (int i = 0; i < 3; ++i)
+                queued.push_back(create_task(
+                    [](process_pool& p, int i) -> task<int> { co_return co_await run_in_executor(p, add, i, i); },
+                    std::ref(pool), i));
+            co_await sleep(20ms);
+            CHECK(pool.stats().queued == 3);
+            pool.shutdown(false, true);
+            for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
+            int r = co_await running; // the running call still completes
+            CHECK(r == 300);
+            REQUIRE_THROWS_AS(co_await run_in_executor(pool, add, 1, 2), executor_closed);
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: a pool outlives two successive event loops", "[process_pool]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how});
+        for (int round = 0; round < 2; ++round) {
+            INFO("loop " << round);
+            int v = run([](process_pool& pool, int round) -> task<int> {
+                int a = co_await run_in_executor(pool, add, round, 10);
+                std::vector<int> in{1, 2, 3};
+                auto m = co_await map(pool, &square, in, 2);
+                co_return a + m[2];
+            }(pool, round));
+            CHECK(v == round + 10 + 9);
+        }
+        CHECK(pool.stats().completed == 6);
+    });
+}
