@@ -145,6 +145,8 @@ private:
     void bind(event_loop& loop);
     void unbind() noexcept;
     void start_worker(std::size_t index);
+    void watch(detail::proc_worker_slot& w);
+    void reap(detail::proc_worker_slot& w) noexcept;
     void on_event() noexcept;
     void on_message(detail::proc_worker_slot& w) noexcept;
     void on_exit(detail::proc_worker_slot& w, int wait_status) noexcept;

@@ -196,23 +196,32 @@ inline void process_pool::start_worker(std::size_t index) {
             throw std::system_error(errno, std::generic_category(), "offload: pidfd_open (Linux 5.3+ is required)");
         }
     }
-    if (loop_) {
-        w.el = loop_;
-        if (w.pidfd >= 0) {
-            auto* wp = &w;
-            loop_->add_reader(w.pidfd, [this, wp] {
-                siginfo_t si{};
-                if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(wp->pidfd), &si, WEXITED | WNOHANG) < 0 ||
-                    si.si_pid == 0)
-                    return;
-                int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
-                on_exit(*wp, status);
-            });
-        }
-        // A spawned worker that never reaches worker_main is caught by this deadline.
+    if (loop_) watch(w);
+}
+
+// Registers a worker with the bound loop: its death (pidfd) and, until it is
+// ready, a start deadline that catches a spawned worker that never reaches
+// worker_main.
+inline void process_pool::watch(detail::proc_worker_slot& w) {
+    w.el = loop_;
+    if (w.pidfd >= 0) {
+        auto* wp = &w;
+        loop_->add_reader(w.pidfd, [this, wp] { reap(*wp); });
+    }
+    if (!w.hello) {
         w.deadline = detail::clock::now() + std::chrono::seconds(10);
         loop_->add_timer(&w);
     }
+}
+
+// A child worker (fork, spawn) that exited: collect its status (no zombie).
+inline void process_pool::reap(detail::proc_worker_slot& w) noexcept {
+    if (w.pidfd < 0 || w.st == detail::proc_worker_slot::state::dead) return;
+    siginfo_t si{};
+    if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd), &si, WEXITED | WNOHANG) < 0 ||
+        si.si_pid == 0)
+        return;
+    on_exit(w, si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f));
 }
 
 inline void process_pool::bind(event_loop& loop) {
@@ -226,23 +235,7 @@ inline void process_pool::bind(event_loop& loop) {
     if (server_sock_ >= 0) loop.add_reader(server_sock_, [this] { on_server(); });
     for (std::size_t i = 0; i < slots_.size(); ++i) {
         auto& w = *slots_[i];
-        if (w.st == detail::proc_worker_slot::state::dead) continue;
-        w.el = loop_;
-        if (w.pidfd >= 0) {
-            auto* wp = &w;
-            loop.add_reader(w.pidfd, [this, wp] {
-                siginfo_t si{};
-                if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(wp->pidfd), &si, WEXITED | WNOHANG) < 0 ||
-                    si.si_pid == 0)
-                    return;
-                int status = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f);
-                on_exit(*wp, status);
-            });
-        }
-        if (!w.hello) {
-            w.deadline = detail::clock::now() + std::chrono::seconds(10);
-            loop.add_timer(&w);
-        }
+        if (w.st != detail::proc_worker_slot::state::dead) watch(w);
     }
     drain_early_exits(); // reports the forkserver sent while nobody listened
     on_event();          // messages that arrived before the loop existed
@@ -636,13 +629,7 @@ inline void process_pool::drive_blocking(std::chrono::steady_clock::time_point d
                static_cast<int>(std::max<long long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count())));
         on_event();
         if (server_sock_ >= 0) on_server();
-        for (auto& s : slots_) {
-            if (s->pidfd < 0 || s->st == detail::proc_worker_slot::state::dead) continue;
-            siginfo_t si{};
-            if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(s->pidfd), &si, WEXITED | WNOHANG) == 0 &&
-                si.si_pid != 0)
-                on_exit(*s, si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f));
-        }
+        for (auto& s : slots_) reap(*s);
         // Workers that became idle (or ready) while we drove: ask them to leave.
         for (auto& s : slots_)
             if ((s->st == detail::proc_worker_slot::state::idle) && pending_.empty()) retire(*s);
