@@ -19,6 +19,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -375,5 +376,64 @@ TEST_CASE("process_pool: a pool outlives two successive event loops", "[process_
             CHECK(v == round + 10 + 9);
         }
         CHECK(pool.stats().completed == 6);
+    });
+}
+
+namespace {
+
+// Bytes of memory the pool's mailboxes (memfds named offload-call/-result)
+// hold now, seen from outside through /proc/self/fd.
+std::size_t mailbox_resident_bytes() {
+    std::size_t total = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        auto target = std::filesystem::read_symlink(e.path(), ec).string();
+        if (ec || target.rfind("/memfd:offload-", 0) != 0) continue;
+        struct stat st {};
+        if (::stat(e.path().c_str(), &st) == 0) total += static_cast<std::size_t>(st.st_blocks) * 512;
+    }
+    return total;
+}
+
+} // namespace
+
+TEST_CASE("process_pool: big mailbox pages stay while big calls continue and go back after a second",
+          "[process_pool][payload]") {
+    test::without_leaks([] {
+        process_pool pool({.workers = 1, .shared_memory_threshold = std::size_t(1) << 20});
+        run([](process_pool& pool) -> task<> {
+            const std::size_t big = std::size_t(16) << 20;
+            std::vector<std::uint8_t> bytes(big, 7);
+            const std::uint64_t want = fnv1a(bytes.data(), bytes.size());
+            auto r1 = co_await run_in_executor(pool, echo_bytes, bytes);
+            CHECK(r1.first == want);
+            // Both directions carried 16 MiB and keep it for the next big call.
+            CHECK(mailbox_resident_bytes() >= 2 * big);
+            // Small calls alone do not give the pages back before the hold is over...
+            int s = co_await run_in_executor(pool, add, 1, 2);
+            CHECK(s == 3);
+            CHECK(mailbox_resident_bytes() >= 2 * big);
+            // ...and a second big call reuses them (and stays intact).
+            bytes.assign(big, 9);
+            auto r2 = co_await run_in_executor(pool, echo_bytes, bytes);
+            CHECK(r2.first == fnv1a(bytes.data(), bytes.size()));
+            CHECK(r2.second == bytes);
+            // Idle past the hold: the pages above the threshold go back.
+            co_await sleep(1500ms);
+            CHECK(mailbox_resident_bytes() <= 2 * ((std::size_t(1) << 20) + 8192));
+            // The pool works as before, small and big.
+            auto r3 = co_await run_in_executor(pool, echo_bytes, bytes);
+            CHECK(r3.second == bytes);
+            CHECK(mailbox_resident_bytes() >= 2 * big);
+            // A worker kept busy with small calls gives them back once the hold is over too.
+            auto until = std::chrono::steady_clock::now() + 1200ms;
+            int calls = 0;
+            while (std::chrono::steady_clock::now() < until) {
+                int t = co_await run_in_executor(pool, add, calls, 1);
+                CHECK(t == calls + 1);
+                ++calls;
+            }
+            CHECK(mailbox_resident_bytes() <= 2 * ((std::size_t(1) << 20) + 8192));
+        }(pool));
     });
 }

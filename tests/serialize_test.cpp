@@ -342,6 +342,68 @@ TEST_CASE("serialize: file descriptors are recorded beside the bytes and read ba
     REQUIRE_THROWS_AS(r.fd_at(2), serialization_error);
 }
 
+namespace {
+
+// A byte_sink that moves its storage on every growth, as a remapped mailbox may.
+class moving_sink final : public offload::detail::byte_sink {
+public:
+    std::span<std::byte> grow(std::size_t bytes) override {
+        ++grows;
+        if (bytes <= storage.size()) return storage;
+        std::vector<std::byte> bigger(std::max(bytes, storage.size() * 2) + 3);
+        std::copy(storage.begin(), storage.end(), bigger.begin());
+        storage.swap(bigger); // a new address: the writer must follow it
+        return storage;
+    }
+    std::vector<std::byte> storage = std::vector<std::byte>(8);
+    int grows = 0;
+};
+
+} // namespace
+
+TEST_CASE("serialize: a byte_writer encodes in place into a byte_sink that grows and moves", "[serialize]") {
+    moving_sink sink;
+    byte_writer w(sink);
+    const std::vector<std::uint8_t> big(100'000, 0xab);
+    const point p{3, 2.5, "in place"};
+    offload::detail::encode_args(w, 42, big, p, std::string(5000, 'z'));
+    REQUIRE(sink.grows > 2);
+    REQUIRE(w.bytes().data() == sink.storage.data()); // written where the sink holds it, no copy
+    byte_reader r(w.bytes());
+    const auto args = offload::detail::decode_args<int, std::vector<std::uint8_t>, point, std::string>(r);
+    REQUIRE(std::get<0>(args) == 42);
+    REQUIRE(std::get<1>(args) == big);
+    REQUIRE(std::get<2>(args) == p);
+    REQUIRE(std::get<3>(args) == std::string(5000, 'z'));
+    REQUIRE(r.remaining() == 0);
+    // The same bytes as an owning writer produces.
+    byte_writer own;
+    offload::detail::encode_args(own, 42, big, p, std::string(5000, 'z'));
+    REQUIRE(std::equal(own.bytes().begin(), own.bytes().end(), w.bytes().begin(), w.bytes().end()));
+    REQUIRE(w.take_bytes() == own.take_bytes());
+
+    // reset() starts the message over in the same storage (a worker replacing a
+    // half-written result with its exception).
+    w.add_fd(5);
+    w.reset();
+    REQUIRE(w.size() == 0);
+    REQUIRE(w.fds().empty());
+    offload::detail::encode_args(w, std::string("again"));
+    byte_reader again(w.bytes());
+    REQUIRE(std::get<0>(offload::detail::decode_args<std::string>(again)) == "again");
+}
+
+TEST_CASE("serialize: a bulk vector decodes the same from aligned and unaligned bytes", "[serialize]") {
+    const std::vector<std::uint64_t> v{1, 2, 0xffff'ffff'ffffull, 42};
+    const auto bytes = encode_to_bytes(v);
+    for (std::size_t shift = 0; shift < 8; ++shift) {
+        INFO("shift " << shift);
+        std::vector<std::byte> moved(shift + bytes.size());
+        std::copy(bytes.begin(), bytes.end(), moved.begin() + static_cast<std::ptrdiff_t>(shift));
+        REQUIRE(decode<std::vector<std::uint64_t>>(std::span<const std::byte>(moved).subspan(shift)) == v);
+    }
+}
+
 // --- malformed input ------------------------------------------------------------------------
 
 namespace {

@@ -63,7 +63,8 @@ struct process_pool_options {
     crash_policy on_crash = crash_policy::respawn;
     process_limits limits{};
     /// Initial size of each worker mailbox; larger payloads grow it (still shared
-    /// memory), and the pages above this size are given back after each message.
+    /// memory, written in place: one copy in, one copy out). Pages above this
+    /// size are given back once a worker has gone a second without a larger message.
     std::size_t shared_memory_threshold = std::size_t(1) << 20;
 };
 
@@ -161,6 +162,8 @@ private:
     void begin_shutdown(bool cancel_pending) noexcept;
     void check_all_exited() noexcept;
     void drive_blocking(std::chrono::steady_clock::time_point deadline) noexcept;
+    void note_size(detail::proc_worker_slot& w, std::size_t bytes) noexcept;
+    static constexpr std::chrono::seconds mailbox_hold{1};
     detail::proc_worker_slot* find_pid(pid_t pid) noexcept;
     std::exception_ptr closed_error() const;
     bool debug_fork_warning() const;

@@ -40,7 +40,11 @@ struct codec<std::basic_string<char, Traits, Alloc>> {
     static type decode(detail::byte_reader& r) {
         const auto n = r.read_count(1, detail::type_name<type>());
         const auto bytes = r.read_span(n, detail::type_name<type>());
-        return type(reinterpret_cast<const char*>(bytes.data()), n);
+        type s;
+        s.reserve(n);
+        detail::advise_huge_pages(s.data(), n);
+        s.append(reinterpret_cast<const char*>(bytes.data()), n);
+        return s;
     }
 };
 
@@ -67,9 +71,17 @@ struct codec<std::vector<T, Alloc>> {
         type v;
         if constexpr (detail::bulk_copyable<T> && std::endian::native == std::endian::little) {
             const auto bytes = r.read_span(n * sizeof(T), name); // n * sizeof(T) <= remaining
-            v.resize(n);
-            if (n != 0)
-                std::memcpy(v.data(), bytes.data(), bytes.size());
+            v.reserve(n);
+            detail::advise_huge_pages(v.data(), bytes.size());
+            if (reinterpret_cast<std::uintptr_t>(bytes.data()) % alignof(T) == 0) {
+                // One pass over fresh memory (resize would zero it first).
+                const T* first = reinterpret_cast<const T*>(bytes.data());
+                v.assign(first, first + n);
+            } else {
+                v.resize(n);
+                if (n != 0)
+                    std::memcpy(v.data(), bytes.data(), bytes.size());
+            }
         } else {
             v.reserve(n);
             for (std::size_t i = 0; i < n; ++i) {

@@ -4,13 +4,15 @@
 // sequence number that doubles as a futex word, a "reader is asleep" flag,
 // the message size) followed by the payload. A worker runs one call at a
 // time, so one slot per direction suffices: no ring, no locks. No byte goes
-// through a socket: the sender copies its encoded message into the mailbox
-// and the receiver decodes straight out of it (encode, copy, decode; encoding
-// in place would save the copy, not done yet). The writer grows the memfd
-// (ftruncate) when a message does not fit, and the reader remaps when it
-// sees a larger capacity. shared_buffer skips all copies: only a handle crosses.
+// through a socket: the sender encodes its message in place into the mailbox
+// (the mailbox is a byte_sink) and the receiver decodes straight out of it,
+// so a payload is copied once into shared memory and once out into the
+// receiver's value. The writer grows the memfd (ftruncate) when a message
+// does not fit, and the reader remaps when it sees a larger capacity.
+// shared_buffer skips both copies: only a handle crosses.
 #pragma once
 
+#include <offload/detail/codec_io.hpp>
 #include <offload/errors.hpp>
 
 #include <fmt/format.h>
@@ -42,8 +44,9 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free && std::atomic<std
 
 inline constexpr std::size_t mailbox_payload_offset = 64;
 
-/// One side's mapping of one mailbox.
-class mailbox {
+/// One side's mapping of one mailbox. As a byte_sink, a byte_writer encodes
+/// a message straight into its payload.
+class mailbox final : public byte_sink {
 public:
     mailbox() = default;
     mailbox(const mailbox&) = delete;
@@ -91,6 +94,11 @@ public:
                                     fmt::format("offload: cannot grow a worker mailbox to {} bytes", want));
         remap(want);
         hdr()->capacity.store(want - mailbox_payload_offset, std::memory_order_release);
+    }
+
+    std::span<std::byte> grow(std::size_t bytes) override {
+        reserve(bytes);
+        return {payload(), capacity()};
     }
 
     /// Reader: after consuming a message larger than `keep` bytes, gives its

@@ -38,7 +38,6 @@ struct worker_init {
     std::optional<std::int64_t> cpu_seconds;
     std::optional<std::uint64_t> address_space;
     std::optional<fn_ref> initializer;
-    std::uint64_t keep_pages = 1 << 20; // mailbox bytes kept mapped after a big message (shared_memory_threshold)
 };
 
 inline void encode_init(byte_writer& w, const worker_init& i) {
@@ -46,27 +45,28 @@ inline void encode_init(byte_writer& w, const worker_init& i) {
     codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
     codec<bool>::encode(w, i.initializer.has_value());
     if (i.initializer) encode_fn_ref(w, *i.initializer);
-    codec<std::uint64_t>::encode(w, i.keep_pages);
 }
 inline worker_init decode_init(byte_reader& r) {
     worker_init i;
     i.cpu_seconds = codec<std::optional<std::int64_t>>::decode(r);
     i.address_space = codec<std::optional<std::uint64_t>>::decode(r);
     if (codec<bool>::decode(r)) i.initializer = decode_fn_ref(r);
-    i.keep_pages = codec<std::uint64_t>::decode(r);
     return i;
 }
 
-/// Publishes one message: payload in place, then the sequence number, then a
-/// wake-up if the reader sleeps. Used by both sides.
+/// Publishes one message: its descriptors, the payload (already in place when
+/// `w` was built on `box`, the usual case; copied otherwise), then the
+/// sequence number, then a wake-up if the reader sleeps. Used by both sides.
 inline void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
-    const auto& bytes = w.bytes();
+    const auto bytes = w.bytes();
     if (!w.fds().empty()) {
         char mark = 'F';
         send_with_fds(sock, &mark, 1, w.fds().data(), w.fds().size());
     }
-    box.reserve(bytes.size());
-    if (!bytes.empty()) std::memcpy(box.payload(), bytes.data(), bytes.size());
+    if (bytes.data() != box.payload()) {
+        box.reserve(bytes.size());
+        if (!bytes.empty()) std::memcpy(box.payload(), bytes.data(), bytes.size());
+    }
     mailbox_header* h = box.hdr();
     h->kind = static_cast<std::uint32_t>(kind);
     h->nfds = static_cast<std::uint32_t>(w.fds().size());
@@ -159,7 +159,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
             }
         }
         {
-            byte_writer hello;
+            byte_writer hello(out);
             codec<std::int32_t>::encode(hello, static_cast<std::int32_t>(::getpid()));
             mailbox_send(out, msg_kind::hello, hello, f.sock, f.event);
         }
@@ -167,7 +167,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
             msg_kind k = wait_message();
             if (k == msg_kind::exit) ::_exit(0);
             if (k != msg_kind::call) worker_fatal("unexpected message kind");
-            byte_writer result;
+            byte_writer result(out); // encoded in place, where the parent reads it
             std::vector<int> fds;
             std::shared_ptr<void> keep; // owns the descriptors `result` records, until it is sent
             try {
@@ -180,11 +180,12 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
                 keep = tramp(fn, r, result);
             } catch (...) {
                 keep.reset();
-                result = byte_writer();
+                result.reset();
                 codec<std::uint8_t>::encode(result, 1);
                 encode_current_exception(result);
             }
-            in.release_payload(in.hdr()->size, init.keep_pages);
+            // The parent gives big mailbox pages back once this worker is idle (it
+            // keeps them a while: back-to-back big calls then write warm memory).
             mailbox_send(out, msg_kind::result, result, f.sock, f.event);
             keep.reset();
             for (int fd : fds) ::close(fd); // the parent keeps its own copies

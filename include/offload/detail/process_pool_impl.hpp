@@ -42,9 +42,22 @@ public:
     proc_worker_slot(process_pool* p, std::size_t i) : pool(p), index(i) {}
     ~proc_worker_slot() { close_fds(); }
 
-    void fire() override { // task_timeout, or the start deadline
+    void fire() override {
+        if (st == state::idle) { // idle long enough: give big mailbox pages back
+            trim();
+            return;
+        }
+        // task_timeout, or the start deadline
         if (call) call->end = proc_call::fate::timed_out;
         pool->kill_worker(*this);
+    }
+
+    // Both mailboxes are quiet while the worker is idle (it has read its call
+    // and the parent has read its result), so the parent may drop their pages.
+    void trim() noexcept {
+        to_worker.release_payload(held, keep);
+        to_parent.release_payload(held, keep);
+        held = 0;
     }
 
     void close_fds() noexcept {
@@ -68,6 +81,9 @@ public:
     bool hello = false;
     clock::time_point dispatched{};
     event_loop* el = nullptr; // where its timer and pidfd are registered
+    std::size_t keep = 0;          // mailbox bytes that stay mapped (shared_memory_threshold)
+    std::size_t held = 0;          // the largest message since the last trim, if above `keep`
+    clock::time_point big_at{};    // when that message was sent or read
 };
 
 inline proc_call::~proc_call() {
@@ -136,6 +152,8 @@ inline void process_pool::start_worker(std::size_t index) {
     w.killed = false;
     w.hello = false;
     w.seen = 0;
+    w.held = 0;
+    w.keep = opts_.shared_memory_threshold;
     w.fd_to_worker = detail::mailbox::create_fd(opts_.shared_memory_threshold, "offload-call");
     w.fd_to_parent = detail::mailbox::create_fd(opts_.shared_memory_threshold, "offload-result");
     int sv[2];
@@ -150,8 +168,7 @@ inline void process_pool::start_worker(std::size_t index) {
     if (opts_.limits.cpu_seconds) init.cpu_seconds = opts_.limits.cpu_seconds->count();
     if (opts_.limits.address_space) init.address_space = *opts_.limits.address_space;
     if (opts_.initializer) init.initializer = detail::make_fn_ref(reinterpret_cast<const void*>(opts_.initializer));
-    init.keep_pages = opts_.shared_memory_threshold;
-    detail::byte_writer iw;
+    detail::byte_writer iw(w.to_worker);
     detail::encode_init(iw, init);
     detail::mailbox_send(w.to_worker, detail::msg_kind::init, iw, -1, -1);
     detail::worker_fds f{w.fd_to_worker, w.fd_to_parent, eventfd_, sv[1]};
@@ -210,6 +227,9 @@ inline void process_pool::watch(detail::proc_worker_slot& w) {
     }
     if (!w.hello) {
         w.deadline = detail::clock::now() + std::chrono::seconds(10);
+        loop_->add_timer(&w);
+    } else if (w.st == detail::proc_worker_slot::state::idle && w.held) { // the idle trim a gone loop dropped
+        w.deadline = w.big_at + mailbox_hold;
         loop_->add_timer(&w);
     }
 }
@@ -300,7 +320,7 @@ inline void process_pool::dispatch() noexcept {
         if (w.st != detail::proc_worker_slot::state::idle) continue;
         detail::proc_call* c = pending_.pop_front();
         queued_.fetch_sub(1, std::memory_order_relaxed);
-        detail::byte_writer req;
+        detail::byte_writer req(w.to_worker); // encoded in place, where the worker reads it
         try {
             c->encode_request(req);
             detail::mailbox_send(w.to_worker, detail::msg_kind::call, req, w.sock, -1);
@@ -310,7 +330,9 @@ inline void process_pool::dispatch() noexcept {
             resolve(c);
             continue;
         }
-        bytes_sent_.fetch_add(req.bytes().size(), std::memory_order_relaxed);
+        bytes_sent_.fetch_add(req.size(), std::memory_order_relaxed);
+        if (loop_) loop_->remove_timer(&w); // an idle trim that had not come due
+        note_size(w, req.size());
         queue_wait_.record(static_cast<std::uint64_t>((detail::clock::now() - c->enqueued).count()));
         w.st = detail::proc_worker_slot::state::busy;
         w.call = c;
@@ -391,23 +413,41 @@ inline void process_pool::on_message(detail::proc_worker_slot& w) noexcept {
         }
         (ok ? completed_ : failed_).fetch_add(1, std::memory_order_relaxed);
         for (int fd : fds) ::close(fd);
-        w.to_parent.release_payload(size, opts_.shared_memory_threshold);
         resolve(c);
     }
+    note_size(w, size);
     if (w.st != detail::proc_worker_slot::state::idle) return;
     if (opts_.max_tasks_per_child && w.tasks >= opts_.max_tasks_per_child) {
         retire(w); // replaced when it has exited
         return;
     }
+    if (w.held && detail::clock::now() - w.big_at >= mailbox_hold) w.trim(); // the big calls have stopped
     dispatch();
-    if (w.st == detail::proc_worker_slot::state::idle && closed_.load() && pending_.empty()) retire(w);
+    if (w.st != detail::proc_worker_slot::state::idle) return;
+    if (closed_.load() && pending_.empty()) {
+        retire(w);
+    } else if (w.held && loop_) { // idle with big pages: give them back unless calls come soon
+        w.deadline = w.big_at + mailbox_hold;
+        loop_->add_timer(&w);
+    }
+}
+
+// Mailbox pages above shared_memory_threshold stay mapped while big messages
+// keep coming (a cold 64 MiB write costs several times a warm one), and are
+// given back once a worker has been idle, or has only seen small messages,
+// for `mailbox_hold`.
+inline void process_pool::note_size(detail::proc_worker_slot& w, std::size_t bytes) noexcept {
+    if (bytes <= w.keep) return;
+    w.held = std::max(w.held, bytes);
+    w.big_at = detail::clock::now();
 }
 
 // Asks an idle worker to exit; a replacement starts when it has (unless closed).
 inline void process_pool::retire(detail::proc_worker_slot& w) noexcept {
     w.st = detail::proc_worker_slot::state::retiring;
-    detail::byte_writer none;
+    if (loop_) loop_->remove_timer(&w); // an idle trim: the worker is leaving anyway
     try {
+        detail::byte_writer none(w.to_worker);
         detail::mailbox_send(w.to_worker, detail::msg_kind::exit, none, w.sock, -1);
     } catch (...) {
         kill_worker(w);
