@@ -31,6 +31,7 @@ namespace offload {
 
 class event_loop;
 class thread_pool;
+class process_pool;
 
 /// What the loop's exception handler receives: an error no one else could catch
 /// (an exception thrown by a callback, or by a task whose result nobody retrieved).
@@ -234,10 +235,26 @@ public:
     /// min(32, available_cpus() + 4) workers like asyncio's; shut down with the loop.
     /// Defined in <offload/thread_pool.hpp>.
     thread_pool& default_thread_pool();
-    /// The executor offload() uses; by default the default thread pool.
-    /// The pool must outlive the loop's use of it. Defined in <offload/thread_pool.hpp>.
-    void set_default_executor(thread_pool& pool) noexcept { default_executor_ = &pool; }
+    /// Makes `pool` the executor offload() uses (by default the default
+    /// thread pool). The pool must outlive the loop's use of it.
+    void set_default_executor(thread_pool& pool) noexcept {
+        default_executor_ = &pool;
+        default_process_pool_ = nullptr;
+    }
+    /// Makes offload() run calls in the worker processes of `pool`, as asyncio's
+    /// loop.set_default_executor(ProcessPoolExecutor()) does. Such calls need a
+    /// function pointer or captureless lambda and serializable arguments and
+    /// result; offload() of anything else then throws std::logic_error (use
+    /// to_thread for those). The pool must outlive the loop's use of it.
+    void set_default_executor(process_pool& pool) noexcept {
+        default_process_pool_ = &pool;
+        default_executor_ = nullptr;
+    }
+    /// The thread pool offload() uses when no process pool is the default
+    /// executor. Defined in <offload/thread_pool.hpp>.
     thread_pool& default_executor();
+    /// The process pool offload() uses, or nullptr when it uses a thread pool.
+    process_pool* default_process_pool() const noexcept { return default_process_pool_; }
 
     /// Registers / unregisters an observer told when the loop is destroyed.
     void add_observer(detail::loop_observer* o) noexcept { observers_.push_back(o); }
@@ -293,6 +310,7 @@ private:
     std::unique_ptr<detail::executor_holder> default_pool_;
     detail::intrusive_list<detail::loop_observer> observers_;
     thread_pool* default_executor_ = nullptr;
+    process_pool* default_process_pool_ = nullptr;
 
     std::atomic<detail::remote_node*> ts_head_{nullptr};
     std::atomic<int> posting_{0}; // producers inside post_remote; the destructor waits for them

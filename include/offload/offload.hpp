@@ -22,5 +22,6 @@
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>
 #include <offload/thread_pool.hpp>
+#include <offload/default_executor.hpp>
 #include <offload/to_thread.hpp>
 #include <offload/wait_for.hpp>

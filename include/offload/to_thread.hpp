@@ -1,9 +1,12 @@
 // offload/to_thread.hpp — one co_await to move a blocking or CPU-heavy call
-// off the loop: to_thread (the loop's default thread pool, asyncio.to_thread),
-// run_in_executor (a given executor) and offload (the loop's default executor).
-// The awaiting coroutine always resumes on its own loop thread.
+// off the loop onto threads: to_thread (the loop's default thread pool,
+// asyncio.to_thread) and run_in_executor (a given thread pool). offload()
+// (the loop's default executor, thread or process pool) is in
+// <offload/default_executor.hpp>. The awaiting coroutine always resumes on its
+// own loop thread.
 #pragma once
 
+#include <offload/default_executor.hpp>
 #include <offload/detail/pool_call.hpp>
 #include <offload/thread_pool.hpp>
 
@@ -13,12 +16,6 @@
 #include <utility>
 
 namespace offload {
-
-namespace detail {
-template <class F, class... A>
-concept offloadable = std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...> ||
-                      std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
-}
 
 /// Runs `fn(args...)` on the current loop's default thread pool and resumes
 /// with its result (or rethrows its exception, with its type).
@@ -44,16 +41,6 @@ template <class F, class... A>
 [[nodiscard]] auto run_in_executor(thread_pool& pool, F&& fn, A&&... args) {
     return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
         &pool, detail::pool_choice::given, std::source_location::current(), std::forward<F>(fn),
-        std::forward<A>(args)...);
-}
-
-/// Runs `fn(args...)` on the loop's default executor (set_default_executor;
-/// the default thread pool unless changed). Same contract as to_thread.
-template <class F, class... A>
-    requires detail::offloadable<F, A...>
-[[nodiscard]] auto offload(F&& fn, A&&... args) {
-    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        nullptr, detail::pool_choice::default_executor, std::source_location::current(), std::forward<F>(fn),
         std::forward<A>(args)...);
 }
 

@@ -12,11 +12,18 @@
 #include <offload/thread_pool.hpp>
 
 #include <source_location>
+#include <stop_token>
+#include <type_traits>
 #include <utility>
 
 namespace offload::detail {
 
 enum class pool_choice { given, default_thread_pool, default_executor };
+
+/// What a thread pool can run: fn(args...), or fn(stop_token, args...).
+template <class F, class... A>
+concept offloadable = std::is_invocable_v<std::decay_t<F>, std::decay_t<A>...> ||
+                      std::is_invocable_v<std::decay_t<F>, std::stop_token, std::decay_t<A>...>;
 
 template <class F, class... A>
 class pool_call_awaiter final : public waiter, private job_listener {
