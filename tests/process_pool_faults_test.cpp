@@ -173,6 +173,61 @@ TEST_CASE("process_pool: a segfault, abort() or exit(3) in a call fails only tha
     });
 }
 
+namespace {
+void slow_init() { ::usleep(300'000); }
+void init_killed() { std::raise(SIGKILL); }
+void init_segv() { std::raise(SIGSEGV); }
+
+// The broken_executor message of a call on `pool`, or "" if it did not throw one.
+task<std::string> broken_message(process_pool& pool) {
+    try {
+        co_await run_in_executor(pool, pp::my_pid);
+    } catch (const broken_executor& e) {
+        co_return e.what();
+    }
+    co_return "";
+}
+} // namespace
+
+TEST_CASE("process_pool: a worker SIGKILLed while it starts is replaced and the pool goes on",
+          "[process_pool][crash]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << method_name(how));
+    without_leaks([how] {
+        process_pool pool({.workers = 1, .start = how, .initializer = &slow_init});
+        const auto first = pool.worker_pids();
+        REQUIRE(first.size() == 1);
+        ::kill(first[0], SIGKILL); // still in its 300 ms initializer
+        run([](process_pool& pool, pid_t dead) -> task<> {
+            int pid = co_await run_in_executor(pool, pp::my_pid);
+            CHECK(pid != dead);
+            CHECK(pid > 0);
+            auto st = pool.stats();
+            CHECK(st.crashes == 1);
+            CHECK(st.respawns == 1);
+            CHECK(st.completed == 1);
+        }(pool, first[0]));
+    });
+}
+
+TEST_CASE("process_pool: workers that keep dying while they start break the pool instead of looping",
+          "[process_pool][crash]") {
+    without_leaks([] {
+        // SIGKILL while starting is retried a few times in a row, then given up.
+        process_pool killed({.workers = 1, .initializer = &init_killed});
+        std::string why = run(broken_message(killed));
+        CHECK(why.find("before it was ready") != std::string::npos);
+        CHECK(why.find("signal 9") != std::string::npos);
+        CHECK(killed.stats().respawns == 3);
+        // Any other death while starting (a crash in the initializer) would
+        // repeat in every new worker: the pool breaks at once.
+        process_pool crashed({.workers = 1, .initializer = &init_segv});
+        std::string why2 = run(broken_message(crashed));
+        CHECK(why2.find("before it was ready") != std::string::npos);
+        CHECK(crashed.stats().respawns == 0);
+    });
+}
+
 TEST_CASE("process_pool: with crash_policy::break_pool a crash fails pending and later calls",
           "[process_pool][crash]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);

@@ -178,6 +178,7 @@ private:
     int server_sock_ = -1;
     std::vector<std::pair<pid_t, int>> early_exits_; // forkserver reports read while waiting for a reply
     bool broken_ = false;
+    unsigned start_kills_ = 0; // workers SIGKILLed before they were ready, in a row
     std::string broken_why_;
     bool in_destructor_ = false;
 

@@ -375,6 +375,7 @@ inline void process_pool::on_message(detail::proc_worker_slot& w) noexcept {
     auto kind = static_cast<detail::msg_kind>(w.to_parent.hdr()->kind);
     if (kind == detail::msg_kind::hello) {
         w.hello = true;
+        start_kills_ = 0;
         if (loop_) loop_->remove_timer(&w);
         if (w.st == detail::proc_worker_slot::state::starting) w.st = detail::proc_worker_slot::state::idle;
         if (closed_.load() && w.st == detail::proc_worker_slot::state::idle) retire(w);
@@ -500,8 +501,13 @@ inline void process_pool::on_exit(detail::proc_worker_slot& w, int status) noexc
     }
     pid_t old = w.pid;
     w.close_fds();
-    if (!w.hello && !in_destructor_ && !closed_.load()) {
-        // It never became ready: restarting would fail the same way.
+    // SIGKILL from someone else (the OOM killer, an operator) before the worker
+    // was ready says nothing about the next one: replace it, a few times in a row.
+    const bool killed_while_starting = !w.hello && !w.killed && sig == SIGKILL && ++start_kills_ <= 3;
+    if (killed_while_starting) crashes_.fetch_add(1, std::memory_order_relaxed);
+    if (!w.hello && !killed_while_starting && !in_destructor_ && !closed_.load()) {
+        // It never became ready (the initializer threw, a spawned program did not
+        // call worker_main, a crash while starting): restarting would fail the same way.
         std::string why =
             code == 72 ? std::string("offload::broken_executor: the process pool's initializer threw in a new "
                                      "worker (see its message on stderr); the pool is broken")
