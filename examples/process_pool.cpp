@@ -1,5 +1,6 @@
 // process_pool.cpp — CPU-bound work in worker processes: typed calls, a
-// chunked map, and a worker that crashes without taking the pool down.
+// chunked map, a worker that crashes without taking the pool down, and the
+// pool as the loop's default executor.
 #include <offload/offload.hpp>
 
 #include <fmt/format.h>
@@ -43,6 +44,11 @@ task<> amain(offload::process_pool& pool) {
     }
     int again = co_await offload::run_in_executor(pool, [](int x) { return x + 1; }, 41);
     fmt::print("next call: {}; crashes = {}, respawns = {}\n", again, pool.stats().crashes, pool.stats().respawns);
+
+    // The pool as the loop's default executor: offload() now runs in its workers.
+    offload::event_loop::current().set_default_executor(pool);
+    int more = co_await offload::offload(count_primes, 100'000);
+    fmt::print("offload() on the default executor: {} primes below 100000\n", more);
 }
 
 int main(int argc, char** argv) {
