@@ -54,6 +54,11 @@ struct executor_holder {
 struct loop_observer : list_hook {
     /// The loop is being destroyed; its fds, timers and tasks are still valid.
     virtual void loop_closing() noexcept = 0;
+    /// True while one of this observer's fds is due to become readable soon
+    /// (a worker process is running a call): an idle loop then polls its fds
+    /// for its spin budget before it sleeps, since waking a sleeping loop from
+    /// another core costs tens of microseconds.
+    virtual bool expects_io() const noexcept { return false; }
 
 protected:
     ~loop_observer() = default;

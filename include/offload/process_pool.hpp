@@ -143,6 +143,7 @@ public:
 private:
     friend class detail::proc_worker_slot;
     void loop_closing() noexcept override;
+    bool expects_io() const noexcept override { return busy_.load(std::memory_order_relaxed) > 0; }
     void bind(event_loop& loop);
     void unbind() noexcept;
     void start_worker(std::size_t index);

@@ -13,6 +13,7 @@
 #include <ctime>
 #include <memory>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -336,27 +337,37 @@ inline void event_loop::poll(bool may_block) {
             timeout_ns = d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d).count() : 0;
         }
     }
-    if (timeout_ns != 0 && remote_pending_ > 0 && spin_budget_.count() > 0) {
-        // Completions are due from other threads: spin a little before paying
-        // for a sleep and a wake-up (about 50 µs round trip across cores).
+    bool io_soon = false; // an observer expects an fd event (a process-pool result)
+    if (timeout_ns != 0 && spin_budget_.count() > 0)
+        observers_.for_each([&io_soon](detail::loop_observer* o) { io_soon = io_soon || o->expects_io(); });
+    epoll_event evs[64];
+    int n = -1;
+    if (timeout_ns != 0 && (remote_pending_ > 0 || io_soon) && spin_budget_.count() > 0) {
+        // Completions are due from other threads or processes: spin a little
+        // before paying for a sleep and a wake-up (about 20-50 µs across cores).
+        // Expected fd events are polled with a zero-timeout epoll_wait; then
+        // the spin also yields, in case what we wait for runs on this core.
         auto until = clock::now() + spin_budget_;
         for (unsigned i = 1;; ++i) {
             if (ts_head_.load(std::memory_order_acquire) != nullptr) {
                 timeout_ns = 0;
                 break;
             }
+            if (io_soon && (i & 7) == 0) {
+                n = ::epoll_wait(epfd_, evs, 64, 0);
+                if (n > 0) break;
+                ::sched_yield();
+            }
             detail::cpu_relax();
             if ((i & 63) == 0 && clock::now() >= until) break;
         }
     }
-    if (timeout_ns != 0) {
+    if (n <= 0 && timeout_ns != 0) {
         sleeping_.store(true, std::memory_order_seq_cst);
         if (ts_head_.load(std::memory_order_seq_cst) != nullptr) timeout_ns = 0; // see call_soon_threadsafe
     }
-    epoll_event evs[64];
-    if (watch_ && timeout_ns != 0) watch_->set_idle(true);
-    int n;
-    for (;;) {
+    if (watch_ && n <= 0 && timeout_ns != 0) watch_->set_idle(true);
+    for (; n <= 0;) {
         if (have_pwait2_) {
             timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
             n = ::epoll_pwait2(epfd_, evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);

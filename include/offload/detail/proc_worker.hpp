@@ -18,6 +18,7 @@
 #include <ctime>
 #include <memory>
 #include <optional>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -119,9 +120,13 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
         std::uint32_t seen = 0; // the init message (seq 1) may already be waiting
         auto wait_message = [&]() {
             // Spin first: the next call usually follows the last result closely.
+            // Past the first few hundred polls, yield the CPU on every poll: when
+            // the parent shares this core, a plain spin would keep it from
+            // reading the result (and sending the next call) for the whole 50 µs.
             auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
             for (unsigned i = 1;; ++i) {
                 if (in.hdr()->seq.load(std::memory_order_acquire) != seen) break;
+                if (i > 256) ::sched_yield();
                 if ((i & 63) == 0 && std::chrono::steady_clock::now() >= until) {
                     in.hdr()->sleeping.store(1, std::memory_order_seq_cst);
                     while (in.hdr()->seq.load(std::memory_order_seq_cst) == seen)
