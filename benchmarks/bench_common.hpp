@@ -24,6 +24,42 @@
 
 namespace offload_bench {
 
+/// The command line every benchmark takes: --smoke (tiny sizes, for CI),
+/// --no-python, --no-asio (where an asio peer exists), --json PATH.
+struct options {
+    bool smoke = false;
+    bool python = true;
+    bool asio = true;
+    std::string json_path;
+};
+
+/// Parses argv into `o` (json_path defaults to `default_json`). Returns the
+/// exit code when the program should stop at once (--help: 0, a bad
+/// argument: 2, with the usage printed), or nullopt to go on.
+inline std::optional<int> parse_options(int argc, char** argv, options& o, std::string_view default_json,
+                                        bool has_asio) {
+    o.json_path = default_json;
+    auto usage = [&](int code) {
+        fmt::print(stderr, "usage: {} [--smoke] [--no-python]{} [--json PATH]\n", argv[0],
+                   has_asio ? " [--no-asio]" : "");
+        return code;
+    };
+    for (int i = 1; i < argc; ++i) {
+        std::string_view a = argv[i];
+        if (a == "--smoke")
+            o.smoke = true;
+        else if (a == "--no-python")
+            o.python = false;
+        else if (has_asio && a == "--no-asio")
+            o.asio = false;
+        else if (a == "--json" && i + 1 < argc)
+            o.json_path = argv[++i];
+        else
+            return usage(a == "--help" || a == "-h" ? 0 : 2);
+    }
+    return std::nullopt;
+}
+
 using bench_clock = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------------------

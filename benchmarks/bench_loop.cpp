@@ -58,11 +58,7 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(fmt::format("bench_loop: self-check failed: {}", what));
 }
 
-struct config {
-    bool smoke = false;
-    bool python = true;
-    bool asio = true;
-    std::string json_path = "bench_loop.json";
+struct config : options {
     int repeats = 5;
     long n_await = 10'000'000;    // task create+await
     long n_post = 2'000'000;      // call_soon / asio::post
@@ -363,31 +359,11 @@ void write_json(const std::string& path, const config& cfg, const std::vector<ro
     offload_bench::write_json(path, "bench_loop", cfg.smoke, cfg.repeats, rows);
 }
 
-int usage(const char* argv0) {
-    fmt::print(stderr, "usage: {} [--smoke] [--no-python] [--no-asio] [--json PATH]\n", argv0);
-    return 2;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
     config cfg;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--smoke")
-            cfg.smoke = true;
-        else if (a == "--no-python")
-            cfg.python = false;
-        else if (a == "--no-asio")
-            cfg.asio = false;
-        else if (a == "--json" && i + 1 < argc)
-            cfg.json_path = argv[++i];
-        else if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else
-            return usage(argv[0]);
-    }
+    if (auto stop = parse_options(argc, argv, cfg, "bench_loop.json", true)) return *stop;
     if (cfg.smoke) {
         cfg.repeats = 1;
         cfg.n_await = cfg.n_post = cfg.n_timers = cfg.n_pingpong = cfg.n_spawn = 2'000;

@@ -54,11 +54,7 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(fmt::format("bench_offload: self-check failed: {}", what));
 }
 
-struct config {
-    bool smoke = false;
-    bool python = true;
-    bool asio = true;
-    std::string json_path = "bench_offload.json";
+struct config : options {
     int repeats = 5;
     long n_warmup = 500;                         // calls before any timing
     long n_seq = 20'000;                         // sequential round trips, each timed
@@ -302,31 +298,11 @@ std::string gather_label(long n) {
     return n % 1000 == 0 ? fmt::format("{}k", n / 1000) : fmt::format("{}", n);
 }
 
-int usage(const char* argv0) {
-    fmt::print(stderr, "usage: {} [--smoke] [--no-python] [--no-asio] [--json PATH]\n", argv0);
-    return 2;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
     config cfg;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--smoke")
-            cfg.smoke = true;
-        else if (a == "--no-python")
-            cfg.python = false;
-        else if (a == "--no-asio")
-            cfg.asio = false;
-        else if (a == "--json" && i + 1 < argc)
-            cfg.json_path = argv[++i];
-        else if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else
-            return usage(argv[0]);
-    }
+    if (auto stop = parse_options(argc, argv, cfg, "bench_offload.json", true)) return *stop;
     if (cfg.smoke) {
         cfg.repeats = cfg.idle_repeats = cfg.python_repeats = 1;
         cfg.n_warmup = 20;

@@ -62,10 +62,7 @@ struct payload_case {
     long n; // timed round trips
 };
 
-struct config {
-    bool smoke = false;
-    bool python = true;
-    std::string json_path = "bench_process.json";
+struct config : options {
     int repeats = 5;        // offload repeats per figure (median)
     int python_repeats = 3; // Python is the slowest part of the run
     long n_warmup = 100;
@@ -205,11 +202,6 @@ std::string size_label(std::size_t b) {
 
 std::string count_label(long n) { return n % 1000 == 0 ? fmt::format("{}k", n / 1000) : fmt::format("{}", n); }
 
-int usage(const char* argv0) {
-    fmt::print(stderr, "usage: {} [--smoke] [--no-python] [--json PATH]\n", argv0);
-    return 2;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -217,20 +209,7 @@ int main(int argc, char** argv) {
     offload::process_pool::worker_main(argc, argv);
 
     config cfg;
-    for (int i = 1; i < argc; ++i) {
-        std::string_view a = argv[i];
-        if (a == "--smoke")
-            cfg.smoke = true;
-        else if (a == "--no-python")
-            cfg.python = false;
-        else if (a == "--json" && i + 1 < argc)
-            cfg.json_path = argv[++i];
-        else if (a == "--help" || a == "-h") {
-            usage(argv[0]);
-            return 0;
-        } else
-            return usage(argv[0]);
-    }
+    if (auto stop = parse_options(argc, argv, cfg, "bench_process.json", false)) return *stop;
     if (cfg.smoke) {
         cfg.repeats = cfg.python_repeats = cfg.start_repeats = 1;
         cfg.n_warmup = 5;

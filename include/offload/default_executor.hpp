@@ -70,42 +70,41 @@ public:
     bool await_suspend(std::coroutine_handle<> h) {
         if (!parts_) throw std::logic_error("offload: an offloaded call can be awaited once");
         event_loop& loop = event_loop::current();
-        auto parts = std::move(*parts_);
+        std::tuple<F, A...> parts = std::move(*parts_);
         parts_.reset();
         if (process_pool* pool = loop.default_process_pool()) {
-            if constexpr (process_eligible_v<F, A...>) {
-                auto& call = std::apply(
-                    [&](F& fn, A&... args) -> process_call& {
-                        return call_.template emplace<process_call>(*pool, where_, std::move(fn), std::move(args)...);
-                    },
-                    parts);
-                return call.await_suspend(h);
-            } else {
+            if constexpr (process_eligible_v<F, A...>)
+                return start<process_call>(h, parts, *pool);
+            else
                 throw std::logic_error(std::string("offload::offload: the loop's default executor is a "
                                                    "process_pool, and this call cannot run in a worker process: ") +
                                        process_refusal<F, A...>() +
                                        ". Run it on a thread with offload::to_thread(...), or pass a function "
                                        "pointer with serializable arguments and result");
-            }
         }
+        return start<thread_call>(h, parts, nullptr, pool_choice::default_executor);
+    }
+
+    result_type await_resume() {
+        if constexpr (process_eligible_v<F, A...>)
+            if (auto* p = std::get_if<process_call>(&call_)) return p->await_resume();
+        return std::get<thread_call>(call_).await_resume();
+    }
+
+private:
+    // Builds the call in place from `head...`, the location, the callable and
+    // the arguments, and suspends on it.
+    template <class Call, class... Head>
+    bool start(std::coroutine_handle<> h, std::tuple<F, A...>& parts, Head&&... head) {
         auto& call = std::apply(
-            [&](F& fn, A&... args) -> thread_call& {
-                return call_.template emplace<thread_call>(nullptr, pool_choice::default_executor, where_,
-                                                           std::move(fn), std::move(args)...);
+            [&](F& fn, A&... args) -> Call& {
+                return call_.template emplace<Call>(std::forward<Head>(head)..., where_, std::move(fn),
+                                                    std::move(args)...);
             },
             parts);
         return call.await_suspend(h);
     }
 
-    result_type await_resume() {
-        if (auto* t = std::get_if<thread_call>(&call_)) return t->await_resume();
-        if constexpr (process_eligible_v<F, A...>)
-            return std::get<process_call>(call_).await_resume();
-        else
-            throw std::logic_error("offload: await_resume of an offload() call that was never suspended");
-    }
-
-private:
     std::source_location where_;
     std::optional<std::tuple<F, A...>> parts_;
     std::variant<std::monostate, thread_call, process_call> call_;

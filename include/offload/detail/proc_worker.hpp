@@ -11,6 +11,7 @@
 #include <offload/detail/proc_mailbox.hpp>
 #include <offload/detail/proc_wire.hpp>
 
+#include <cassert>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -55,23 +56,19 @@ inline worker_init decode_init(byte_reader& r) {
     return i;
 }
 
-/// Publishes one message: its descriptors, the payload (already in place when
-/// `w` was built on `box`, the usual case; copied otherwise), then the
-/// sequence number, then a wake-up if the reader sleeps. Used by both sides.
+/// Publishes one message that `w`, built on `box`, encoded in place: its
+/// descriptors, then the sequence number, then a wake-up if the reader
+/// sleeps. Used by both sides.
 inline void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
-    const auto bytes = w.bytes();
+    assert(w.size() == 0 || w.bytes().data() == box.payload());
     if (!w.fds().empty()) {
         char mark = 'F';
         send_with_fds(sock, &mark, 1, w.fds().data(), w.fds().size());
     }
-    if (bytes.data() != box.payload()) {
-        box.reserve(bytes.size());
-        if (!bytes.empty()) std::memcpy(box.payload(), bytes.data(), bytes.size());
-    }
     mailbox_header* h = box.hdr();
     h->kind = static_cast<std::uint32_t>(kind);
     h->nfds = static_cast<std::uint32_t>(w.fds().size());
-    h->size = bytes.size();
+    h->size = w.size();
     h->seq.fetch_add(1, std::memory_order_seq_cst); // publishes the payload (release) and pairs with `sleeping`
     if (h->sleeping.load(std::memory_order_seq_cst)) {
         if (wake_eventfd >= 0) {
