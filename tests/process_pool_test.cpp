@@ -5,6 +5,7 @@
 #include <offload/task_handle.hpp>
 #include <offload/to_thread.hpp>
 
+#include "pp_workers.hpp"
 #include "proc_check.hpp"
 
 #include <catch2/catch.hpp>
@@ -25,17 +26,10 @@
 
 using namespace offload;
 using namespace std::chrono_literals;
+using offload::test::method_name;
+using offload::test::temp_dir;
 
 namespace {
-
-const char* method_name(start_method m) {
-    switch (m) {
-    case start_method::fork: return "fork";
-    case start_method::spawn: return "spawn";
-    case start_method::forkserver: return "forkserver";
-    }
-    return "?";
-}
 
 // --- what the workers run ------------------------------------------------------------
 
@@ -92,19 +86,6 @@ void init_marker() {
     if (!dir) return;
     std::ofstream(std::string(dir) + "/init-" + std::to_string(::getpid()), std::ios::app) << "init\n";
 }
-
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string t = (std::filesystem::temp_directory_path() / "offload-pp-XXXXXX").string();
-        if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-        path = t;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 task<> conformance_round_trips(process_pool& pool) {
     int sum = co_await run_in_executor(pool, add, 2, 40);
