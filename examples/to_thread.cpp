@@ -46,7 +46,7 @@ task<> amain() {
     } catch (const offload::timeout_error&) {
         fmt::print("crunch timed out and was asked to stop\n");
     }
-    auto stats = offload::event_loop::current().default_thread_pool().stats();
+    auto stats = offload::default_thread_pool().stats();
     fmt::print("default pool: {} workers, {} completed, {} cancelled\n", stats.workers, stats.completed,
                stats.cancelled);
 }

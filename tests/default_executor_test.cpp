@@ -56,7 +56,7 @@ TEST_CASE("offload: runs on the default thread pool until set_default_executor c
         CHECK(loop.default_process_pool() == nullptr);
         int pid = co_await offload::offload(my_pid);
         CHECK(pid == ::getpid()); // a thread of this process
-        CHECK(loop.default_thread_pool().stats().completed == 1);
+        CHECK(offload::default_thread_pool(loop).stats().completed == 1);
         loop.set_default_executor(mine);
         int x = co_await offload::offload([](int a) { return a * 2; }, 21);
         CHECK(x == 42);
@@ -168,4 +168,19 @@ TEST_CASE("offload: the default executor belongs to one loop", "[default_executo
         });
         other.join();
     });
+}
+
+TEST_CASE("offload: uses the default executor, which set_default_executor changes", "[default_executor]") {
+    thread_pool mine({.workers = 1, .max_queued = 0, .name = "mine"});
+    run([](thread_pool& mine) -> task<> {
+        int a = co_await offload::offload([] { return 1; });
+        CHECK(a == 1);
+        CHECK(offload::default_thread_pool().stats().completed == 1);
+        event_loop::current().set_default_executor(mine);
+        int b = co_await offload::offload([] { return 2; });
+        CHECK(b == 2);
+        CHECK(mine.stats().completed == 1);
+        auto def = offload::default_thread_pool().stats();
+        CHECK(def.workers == std::min<std::size_t>(32, available_cpus() + 4));
+    }(mine));
 }

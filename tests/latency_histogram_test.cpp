@@ -1,6 +1,6 @@
-// Tests for offload/detail/latency_histogram.hpp: bucket layout, percentile
+// Tests for offload/detail/base/latency_histogram.hpp: bucket layout, percentile
 // error bound, concurrent recording (also run under TSan), clamping.
-#include <offload/detail/latency_histogram.hpp>
+#include <offload/detail/base/latency_histogram.hpp>
 
 #include <catch2/catch.hpp>
 

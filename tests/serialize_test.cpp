@@ -22,8 +22,8 @@
 
 using offload::serialization_error;
 using offload::serializable;
-using offload::detail::byte_reader;
-using offload::detail::byte_writer;
+using offload::byte_reader;
+using offload::byte_writer;
 using offload::detail::decode;
 using offload::detail::encode_to_bytes;
 
@@ -345,7 +345,7 @@ TEST_CASE("serialize: file descriptors are recorded beside the bytes and read ba
 namespace {
 
 // A byte_sink that moves its storage on every growth, as a remapped mailbox may.
-class moving_sink final : public offload::detail::byte_sink {
+class moving_sink final : public offload::byte_sink {
 public:
     std::span<std::byte> grow(std::size_t bytes) override {
         ++grows;

@@ -80,7 +80,7 @@ shared_buffer echo(shared_buffer buf) { return buf; }
 
 /// Encodes and decodes in this process, passing the recorded fds as the transport would.
 shared_buffer round_trip(const shared_buffer& buf) {
-    detail::byte_writer w;
+    byte_writer w;
     codec<shared_buffer>::encode(w, buf);
     return detail::decode<shared_buffer>(w.bytes(), w.fds());
 }
@@ -187,7 +187,7 @@ TEST_CASE("shared_buffer: the codec round-trips a handle to the same memory", "[
 
     // Inside containers: each buffer records its own fd.
     std::vector<shared_buffer> several{shared_buffer(8), shared_buffer(16)};
-    detail::byte_writer w;
+    byte_writer w;
     codec<std::vector<shared_buffer>>::encode(w, several);
     CHECK(w.fds().size() == 2);
     auto back = detail::decode<std::vector<shared_buffer>>(w.bytes(), w.fds());
@@ -202,7 +202,7 @@ TEST_CASE("shared_buffer: malformed input is a serialization_error", "[shared_bu
     shared_buffer buf(4096);
     const int fd = buf.native_handle();
     auto message = [](std::uint8_t tag, std::uint64_t index, std::uint64_t size) {
-        detail::byte_writer w;
+        byte_writer w;
         w.write_fixed(tag);
         w.write_varint(index);
         w.write_varint(size);

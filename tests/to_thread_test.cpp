@@ -298,21 +298,6 @@ TEST_CASE("thread_pool: shutdown can run through to_thread so the loop stays fre
     }(*pool, ran));
 }
 
-TEST_CASE("offload: uses the default executor, which set_default_executor changes", "[to_thread]") {
-    thread_pool mine({.workers = 1, .max_queued = 0, .name = "mine"});
-    run([](thread_pool& mine) -> task<> {
-        int a = co_await offload::offload([] { return 1; });
-        CHECK(a == 1);
-        CHECK(&event_loop::current().default_executor() == &event_loop::current().default_thread_pool());
-        event_loop::current().set_default_executor(mine);
-        int b = co_await offload::offload([] { return 2; });
-        CHECK(b == 2);
-        CHECK(mine.stats().completed == 1);
-        auto def = event_loop::current().default_thread_pool().stats();
-        CHECK(def.workers == std::min<std::size_t>(32, available_cpus() + 4));
-    }(mine));
-}
-
 TEST_CASE("thread_pool: 8 loops on 8 threads share one pool", "[thread_pool][threads]") {
     thread_pool pool({.workers = 4, .max_queued = 0, .name = "shared"});
     std::atomic<long> sum{0};

@@ -5,6 +5,8 @@
 // 2-CPU container on a 64-core host starts 64 workers that fight for 2 CPUs.
 #pragma once
 
+#include <offload/detail/base/read_file.hpp>
+
 #include <sched.h>
 
 #include <algorithm>
@@ -12,9 +14,7 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -34,16 +34,6 @@ struct cpu_probe {
     /// The CPUs in the affinity mask; unset = ask sched_getaffinity.
     std::optional<std::size_t> affinity_cpus;
 };
-
-/// The whole content of a small file, or nullopt if it cannot be read.
-inline std::optional<std::string> read_small_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) return std::nullopt;
-    std::ostringstream out;
-    out << in.rdbuf();
-    if (in.bad()) return std::nullopt;
-    return std::move(out).str();
-}
 
 /// Splits `text` on whitespace.
 inline std::vector<std::string_view> split_ws(std::string_view text) {
@@ -161,17 +151,19 @@ inline std::size_t available_cpus_from(const cpu_probe& p) {
     };
 
     if (auto text = read_small_file(p.proc_self_cgroup)) {
-        std::istringstream lines(*text);
-        std::string line;
-        while (std::getline(lines, line)) {
+        std::string_view rest = *text;
+        while (!rest.empty()) {
+            auto nl = rest.find('\n');
+            std::string_view line = rest.substr(0, nl);
+            rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
             // "hierarchy-id:controllers:path"; the path itself may contain ':'.
             auto c1 = line.find(':');
             if (c1 == std::string::npos) continue;
             auto c2 = line.find(':', c1 + 1);
             if (c2 == std::string::npos) continue;
-            std::string_view id = std::string_view(line).substr(0, c1);
-            std::string_view controllers = std::string_view(line).substr(c1 + 1, c2 - c1 - 1);
-            std::string_view path = std::string_view(line).substr(c2 + 1);
+            std::string_view id = line.substr(0, c1);
+            std::string_view controllers = line.substr(c1 + 1, c2 - c1 - 1);
+            std::string_view path = line.substr(c2 + 1);
             if (path.empty() || path.front() != '/') continue;
 
             if (id == "0" && controllers.empty()) {  // cgroup v2 (unified)

@@ -5,11 +5,12 @@
 // The choice is read when the call is awaited, on the loop that awaits it.
 #pragma once
 
-#include <offload/detail/pool_call.hpp>
-#include <offload/detail/proc_call_awaiter.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/loop/core.hpp>
+#include <offload/detail/process/call_awaiter.hpp>
+#include <offload/detail/threads/call_awaiter.hpp>
 #include <offload/process_pool.hpp>
 #include <offload/serialize.hpp>
+#include <offload/to_thread.hpp>
 
 #include <coroutine>
 #include <optional>
@@ -48,7 +49,7 @@ inline constexpr bool process_eligible_v = process_refusal<F, A...>() == nullptr
 /// awaited, then becomes a thread-pool or a process-pool call.
 template <class F, class... A>
 class default_call_awaiter {
-    using thread_call = pool_call_awaiter<F, A...>;
+    using thread_call = thread_call_awaiter<F, A...>;
     struct no_process_call {};
     using process_call = std::conditional_t<process_eligible_v<F, A...>, process_call_awaiter<F, A...>, no_process_call>;
 
@@ -69,12 +70,12 @@ public:
 
     bool await_suspend(std::coroutine_handle<> h) {
         if (!parts_) throw std::logic_error("offload: an offloaded call can be awaited once");
-        event_loop& loop = event_loop::current();
+        loop_core& loop = loop_core::require_current("offload::offload");
         std::tuple<F, A...> parts = std::move(*parts_);
         parts_.reset();
-        if (process_pool* pool = loop.default_process_pool()) {
+        if (process_pool* pool = loop.default_process_executor) {
             if constexpr (process_eligible_v<F, A...>)
-                return start<process_call>(h, parts, *pool);
+                return start<process_call>(h, parts, core_of(*pool));
             else
                 throw std::logic_error(std::string("offload::offload: the loop's default executor is a "
                                                    "process_pool, and this call cannot run in a worker process: ") +
@@ -82,7 +83,7 @@ public:
                                        ". Run it on a thread with offload::to_thread(...), or pass a function "
                                        "pointer with serializable arguments and result");
         }
-        return start<thread_call>(h, parts, nullptr, pool_choice::default_executor);
+        return start<thread_call>(h, parts, nullptr, &resolve_default_thread_executor);
     }
 
     result_type await_resume() {

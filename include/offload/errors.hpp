@@ -1,9 +1,12 @@
 // offload/errors.hpp — the exception types offload throws.
 // Every type derives from std::exception; each what() says what happened and
 // what to do. timeout_error and cancelled_error are unrelated types, so
-// catching one never catches the other.
+// catching one never catches the other. Also: exception_context, what the
+// loop's exception handler receives for an error nobody else could catch.
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <sys/types.h>
@@ -86,5 +89,19 @@ class serialization_error : public std::runtime_error {
 public:
     explicit serialization_error(const std::string& what) : std::runtime_error(what) {}
 };
+
+/// What the loop's exception handler receives: an error no one else could catch
+/// (an exception thrown by a callback, or by a task whose result nobody retrieved).
+struct exception_context {
+    /// What the loop was doing ("exception in callback", ...).
+    std::string message;
+    /// The error itself.
+    std::exception_ptr exception;
+    /// The task's name; empty for a plain callback.
+    std::string task_name;
+};
+
+/// The loop's sink for errors nobody caught (event_loop::set_exception_handler).
+using exception_handler = std::function<void(const exception_context&)>;
 
 } // namespace offload

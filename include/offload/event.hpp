@@ -4,11 +4,12 @@
 // wait-list node.
 #pragma once
 
-#include <offload/detail/intrusive_list.hpp>
-#include <offload/detail/scheduler.hpp>
+#include <offload/detail/base/intrusive_list.hpp>
+#include <offload/detail/tasks/list_waiter.hpp>
 
 #include <coroutine>
 #include <source_location>
+#include <utility>
 
 namespace offload {
 
@@ -25,31 +26,14 @@ namespace offload {
 class event {
 public:
     /// Awaiter of wait(): it is the wait-list node, so waiting allocates nothing.
-    struct wait_awaiter final : detail::waiter, detail::list_hook {
+    struct wait_awaiter final : detail::list_waiter<wait_awaiter> {
         event* ev;
 
-        wait_awaiter(event* e, std::source_location loc) noexcept : waiter(loc), ev(e) {}
-        // Movable until awaited (so it can be handed to gather or wait_for).
-        wait_awaiter(wait_awaiter&& o) noexcept : waiter(o.where), list_hook(), ev(o.ev) {}
-        wait_awaiter& operator=(const wait_awaiter&) = delete;
-        // A frame destroyed while waiting (loop teardown) leaves the list.
-        ~wait_awaiter() { detail::intrusive_list<wait_awaiter>::erase(this); }
+        wait_awaiter(event* e, std::source_location loc) noexcept : list_waiter(loc), ev(e) {}
+        wait_awaiter(wait_awaiter&& o) noexcept : list_waiter(std::move(o)), ev(o.ev) {}
 
         bool await_ready() const noexcept { return ev->set_; }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false; // a pending cancellation: throw
-            ev->waiters_.push_back(this);
-            return true;
-        }
-        void await_resume() const { throw_if_cancelled(); }
-
-        void cancel() noexcept override {
-            // Once woken by set() we are unlinked and no longer ctx->waiter;
-            // the scheduler then records cancel_pending instead of calling us.
-            if (!linked()) return;
-            detail::intrusive_list<wait_awaiter>::erase(this);
-            wake_cancelled();
-        }
+        bool await_suspend(std::coroutine_handle<> h) { return suspend_in(ev->waiters_, h); }
     };
 
     event() noexcept = default;
@@ -57,10 +41,7 @@ public:
     event& operator=(const event&) = delete;
     /// Destroying an event that tasks still wait on is a bug; the waiters are
     /// detached so that their frames can still be destroyed safely.
-    ~event() {
-        while (waiters_.pop_front()) {
-        }
-    }
+    ~event() { waiters_.clear(); }
 
     /// Sets the flag and wakes every task waiting now (they resume in the order they waited).
     void set() {
@@ -85,11 +66,7 @@ public:
     }
 
 private:
-    // The loop of a waiting task is alive (its frame is), so it can tell
-    // whether this thread is that loop's; with nobody waiting, nothing is checked.
-    void check_thread(const char* what) const {
-        if (wait_awaiter* w = waiters_.front()) w->loop->check_thread(what);
-    }
+    void check_thread(const char* what) const { detail::check_waiters_thread(waiters_, what); }
 
     bool set_ = false;
     detail::intrusive_list<wait_awaiter> waiters_;

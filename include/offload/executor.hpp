@@ -5,10 +5,12 @@
 // to_string / fmt::formatter print the stats as one line for logs.
 #pragma once
 
-#include <offload/detail/latency_histogram.hpp>
+#include <offload/detail/base/cpu.hpp>
+#include <offload/detail/base/latency_histogram.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
+#include <atomic>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -107,6 +109,55 @@ inline latency_percentiles percentiles_of(const latency_histogram::snapshot& s) 
 inline latency_percentiles percentiles_of(const latency_histogram& h) noexcept {
     return percentiles_of(h.take_snapshot());
 }
+
+/// The live counters behind executor_stats, shared by every executor: each
+/// pool updates them where things happen and stats() reads one snapshot.
+/// Grouped by writer, one cache line each, so that submissions (the loop) and
+/// completions (workers) do not bounce one line between cores. Relaxed: each
+/// counter is an independent statistic (see executor_stats).
+struct executor_counters {
+    alignas(cache_line) std::atomic<std::uint64_t> submitted{0}; // submitters
+    std::atomic<std::size_t> queued_high_water{0};
+    alignas(cache_line) std::atomic<std::size_t> queued{0}; // both sides
+    alignas(cache_line) std::atomic<std::uint64_t> completed{0}; // workers
+    std::atomic<std::uint64_t> failed{0};
+    std::atomic<std::uint64_t> cancelled{0};
+    std::atomic<std::size_t> busy{0};
+    // Process pools only.
+    std::atomic<std::uint64_t> crashes{0}, respawns{0}, kills{0}, bytes_sent{0}, bytes_received{0};
+    latency_histogram queue_wait;
+    latency_histogram run_time;
+
+    /// One more call queued; moves the high-water mark (a CAS only when it moves).
+    void note_queued() noexcept {
+        std::size_t q = queued.fetch_add(1, std::memory_order_relaxed) + 1;
+        std::size_t m = queued_high_water.load(std::memory_order_relaxed);
+        while (q > m && !queued_high_water.compare_exchange_weak(m, q, std::memory_order_relaxed)) {
+        }
+    }
+
+    /// The snapshot stats() returns, for an executor of `workers` workers.
+    executor_stats snapshot(std::size_t workers) const noexcept {
+        auto get = [](const auto& a) { return a.load(std::memory_order_relaxed); };
+        executor_stats s;
+        s.workers = workers;
+        s.busy = get(busy);
+        s.queued = get(queued);
+        s.max_queued = get(queued_high_water);
+        s.submitted = get(submitted);
+        s.completed = get(completed);
+        s.failed = get(failed);
+        s.cancelled = get(cancelled);
+        s.crashes = get(crashes);
+        s.respawns = get(respawns);
+        s.kills = get(kills);
+        s.bytes_sent = get(bytes_sent);
+        s.bytes_received = get(bytes_received);
+        s.queue_wait = percentiles_of(queue_wait);
+        s.run_time = percentiles_of(run_time);
+        return s;
+    }
+};
 
 /// A duration with a readable unit and 3 significant digits: "0", "850ns",
 /// "12.3us", "4.56ms", "1.20s".

@@ -5,8 +5,10 @@
 // constant however long it runs.
 #pragma once
 
-#include <offload/detail/timer_heap.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/latency_histogram.hpp>
+#include <offload/detail/base/timer_heap.hpp>
+#include <offload/detail/loop/core.hpp>
 
 #include <algorithm>
 #include <array>
@@ -31,7 +33,7 @@ struct lag_stats {
 /// Each firing records `now - due` and schedules the next one `interval` after
 /// now (not after the old due time), so a 50 ms stall is one 50 ms sample, not
 /// fifty. The timer node lives inside the monitor: sampling allocates nothing.
-/// Memory: a fixed histogram of 8 sub-buckets per power of two (about 4 KiB).
+/// Memory: a fixed histogram of 8 sub-buckets per power of two (about 2.5 KiB).
 ///
 /// Thread safety: loop-local; use it on the loop's thread (debug mode checks
 /// stop() and stats() while it runs).
@@ -52,8 +54,8 @@ public:
     /// A no-op if already started. Throws std::logic_error when no loop runs.
     void start() {
         if (queued()) return;
-        loop_ = &event_loop::current();
-        deadline = event_loop::clock::now() + interval_;
+        loop_ = &detail::loop_core::require_current("lag_monitor::start");
+        deadline = detail::clock::now() + interval_;
         loop_->add_timer(this);
     }
 
@@ -68,68 +70,27 @@ public:
     bool running() const noexcept { return queued(); }
 
     /// Forgets every sample.
-    void reset() noexcept {
-        counts_.fill(0);
-        samples_ = 0;
-        max_ = 0;
-    }
+    void reset() noexcept { lateness_.reset(); }
 
     /// The lateness percentiles of the samples so far.
     lag_stats stats() const {
         if (queued()) loop_->check_thread("lag_monitor::stats");
+        const auto h = lateness_.take_snapshot();
         lag_stats s;
-        s.samples = samples_;
-        s.max = std::chrono::nanoseconds(max_);
-        s.p50 = percentile(0.50);
-        s.p95 = percentile(0.95);
-        s.p99 = percentile(0.99);
+        s.samples = static_cast<std::size_t>(h.count());
+        s.max = std::chrono::nanoseconds(h.max());
+        s.p50 = std::chrono::nanoseconds(h.percentile(50));
+        s.p95 = std::chrono::nanoseconds(h.percentile(95));
+        s.p99 = std::chrono::nanoseconds(h.percentile(99));
         return s;
     }
 
 private:
-    // Histogram: values 0..7 ns get one bucket each; above, each power of two
-    // [2^e, 2^(e+1)) is split into 8 equal sub-buckets (HdrHistogram's idea
-    // with 3 bits of precision): relative error at most 1/8.
-    static constexpr int sub_bits = 3;
-    static constexpr std::size_t subs = std::size_t{1} << sub_bits;
-    static constexpr std::size_t bucket_count = subs + (64 - sub_bits) * subs;
-
-    static std::size_t bucket_of(std::uint64_t v) noexcept {
-        if (v < subs) return static_cast<std::size_t>(v);
-        const int e = std::bit_width(v) - 1; // v in [2^e, 2^(e+1)), e >= sub_bits
-        const std::size_t sub = static_cast<std::size_t>(v >> (e - sub_bits)) & (subs - 1);
-        return subs + static_cast<std::size_t>(e - sub_bits) * subs + sub;
-    }
-    // The largest value that falls into bucket `i`.
-    static std::uint64_t upper_of(std::size_t i) noexcept {
-        if (i < subs) return i;
-        const int shift = static_cast<int>((i - subs) / subs); // e - sub_bits
-        const std::uint64_t sub = (i - subs) % subs;
-        const std::uint64_t lower = (subs + sub) << shift;
-        return lower + ((std::uint64_t{1} << shift) - 1);
-    }
-
-    std::chrono::nanoseconds percentile(double p) const noexcept {
-        if (samples_ == 0) return std::chrono::nanoseconds(0);
-        // The smallest value with at least ceil(p * n) samples at or below it.
-        auto rank = static_cast<std::uint64_t>(p * static_cast<double>(samples_));
-        if (static_cast<double>(rank) < p * static_cast<double>(samples_)) ++rank;
-        rank = std::max<std::uint64_t>(rank, 1);
-        std::uint64_t seen = 0;
-        for (std::size_t i = 0; i < bucket_count; ++i) {
-            seen += counts_[i];
-            if (seen >= rank) return std::chrono::nanoseconds(std::min(upper_of(i), max_));
-        }
-        return std::chrono::nanoseconds(max_);
-    }
-
     void fire() override {
-        const auto now = event_loop::clock::now();
-        const auto late = std::max(now - deadline, event_loop::clock::duration::zero());
+        const auto now = detail::clock::now();
+        const auto late = std::max(now - deadline, detail::clock::duration::zero());
         const auto v = static_cast<std::uint64_t>(std::chrono::nanoseconds(late).count());
-        ++counts_[bucket_of(v)];
-        ++samples_;
-        max_ = std::max(max_, v);
+        lateness_.record(v);
         deadline = now + interval_;
         loop_->add_timer(this);
     }
@@ -137,10 +98,8 @@ private:
     void discard() noexcept override { loop_ = nullptr; }
 
     std::chrono::nanoseconds interval_;
-    event_loop* loop_ = nullptr;
-    std::array<std::uint64_t, bucket_count> counts_{};
-    std::size_t samples_ = 0;
-    std::uint64_t max_ = 0;
+    detail::loop_core* loop_ = nullptr;
+    detail::latency_histogram lateness_;
 };
 
 } // namespace offload

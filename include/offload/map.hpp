@@ -1,20 +1,19 @@
 // offload/map.hpp — map(executor, fn, range, chunk_size): a parallel map that
 // returns results in input order. Each chunk of `chunk_size` items is one
 // call on the executor, so the per-call hand-off is paid once per chunk
-// (the seeds' main lever against IPC cost on process pools).
+// (the seeds' main lever against IPC cost). This header has map for thread
+// pools; map for a process pool is in <offload/process_pool.hpp>.
 #pragma once
 
-#include <offload/gather.hpp>
+#include <offload/detail/tasks/chunks.hpp>
+#include <offload/detail/tasks/run_all.hpp>
 #include <offload/task.hpp>
 #include <offload/thread_pool.hpp>
 #include <offload/to_thread.hpp>
 
-#include <fmt/format.h>
-
 #include <cstddef>
-#include <iterator>
 #include <ranges>
-#include <stdexcept>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -25,6 +24,7 @@ namespace detail {
 template <class F, class T>
 using map_result_t = std::invoke_result_t<const F&, const T&>;
 
+// One call: fn over one chunk.
 template <class F, class T>
 struct map_chunk {
     F fn;
@@ -36,23 +36,16 @@ struct map_chunk {
     }
 };
 
-template <class F, class T>
-task<std::vector<map_result_t<F, T>>> map_chunks(thread_pool& pool, F fn, std::vector<std::vector<T>> chunks) {
+template <class Executor, class F, class T>
+task<std::vector<map_result_t<F, T>>> map_chunks(Executor& ex, F fn, std::vector<std::vector<T>> chunks) {
     using R = map_result_t<F, T>;
     std::vector<task<std::vector<R>>> calls;
     calls.reserve(chunks.size());
     for (auto& c : chunks)
-        calls.push_back([](thread_pool& p, map_chunk<F, T> job, std::vector<T> items) -> task<std::vector<R>> {
-            co_return co_await run_in_executor(p, std::move(job), std::move(items));
-        }(pool, map_chunk<F, T>{fn}, std::move(c)));
-    auto parts = co_await gather(std::move(calls));
-    std::vector<R> out;
-    std::size_t total = 0;
-    for (auto& p : parts) total += p.size();
-    out.reserve(total);
-    for (auto& p : parts)
-        for (auto& r : p) out.push_back(std::move(r));
-    co_return out;
+        calls.push_back([](Executor& e, map_chunk<F, T> job, std::vector<T> items) -> task<std::vector<R>> {
+            co_return co_await run_in_executor(e, std::move(job), std::move(items));
+        }(ex, map_chunk<F, T>{fn}, std::move(c)));
+    co_return concat_chunks(co_await run_all(std::move(calls), std::source_location::current()));
 }
 } // namespace detail
 
@@ -68,18 +61,7 @@ template <class F, std::ranges::input_range Range>
              (!std::is_void_v<std::invoke_result_t<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&>>)
 [[nodiscard]] auto map(thread_pool& pool, F&& fn, Range&& range, std::size_t chunk_size = 1) {
     using T = std::ranges::range_value_t<Range>;
-    if (chunk_size == 0)
-        throw std::invalid_argument("offload::map: chunk_size must be at least 1 (it is the number of items per call)");
-    std::vector<std::vector<T>> chunks;
-    std::vector<T> cur;
-    for (auto&& x : range) {
-        cur.push_back(x);
-        if (cur.size() == chunk_size) {
-            chunks.push_back(std::move(cur));
-            cur = {};
-        }
-    }
-    if (!cur.empty()) chunks.push_back(std::move(cur));
+    auto chunks = detail::split_chunks<T>(std::forward<Range>(range), chunk_size);
     return detail::map_chunks(pool, std::decay_t<F>(std::forward<F>(fn)), std::move(chunks));
 }
 

@@ -4,8 +4,7 @@
 // the oldest waiter, so waiters get it in FIFO order and nobody barges in.
 #pragma once
 
-#include <offload/detail/intrusive_list.hpp>
-#include <offload/detail/scheduler.hpp>
+#include <offload/detail/tasks/permits.hpp>
 
 #include <coroutine>
 #include <source_location>
@@ -45,8 +44,9 @@ private:
 /// A non-recursive lock for tasks of one event loop (asyncio.Lock). It has no
 /// owner: any task may unlock it, as in asyncio.
 ///
-/// State: `locked_`. Invariant: while a task waits, locked_ is true — unlock()
-/// passes the lock to the oldest waiter without clearing it (direct hand-off).
+/// State: one permit (detail::permits); taken means locked. Invariant: while a
+/// task waits, the mutex is locked — unlock() passes the lock to the oldest
+/// waiter without releasing it (direct hand-off).
 ///
 /// Thread safety: loop-local; not thread-safe. It may be constructed outside a
 /// loop. In debug mode, a call from another thread while tasks wait on it
@@ -58,41 +58,12 @@ private:
 class mutex {
 public:
     /// Awaiter of lock(): it is the wait-list node, so locking allocates nothing.
-    struct lock_awaiter : detail::waiter, detail::list_hook {
-        mutex* m;
-
-        lock_awaiter(mutex* mx, std::source_location loc) noexcept : waiter(loc), m(mx) {}
-        // Movable until awaited (so it can be handed to gather or wait_for).
-        lock_awaiter(lock_awaiter&& o) noexcept : waiter(o.where), list_hook(), m(o.m) {}
-        lock_awaiter& operator=(const lock_awaiter&) = delete;
-        // A frame destroyed while waiting (loop teardown) leaves the queue.
-        ~lock_awaiter() { detail::intrusive_list<lock_awaiter>::erase(this); }
-
-        bool await_ready() noexcept {
-            // Unlocked implies nobody waits (see the invariant), so taking it is fair.
-            if (m->locked_) return false;
-            m->locked_ = true;
-            return true;
-        }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false; // a pending cancellation: throw, take nothing
-            m->waiters_.push_back(this);
-            return true;
-        }
-        void await_resume() const { throw_if_cancelled(); }
-
-        void cancel() noexcept override {
-            // Once handed the lock we are unlinked and no longer ctx->waiter, so
-            // this only runs while queued; the scheduler records cancel_pending otherwise.
-            if (!linked()) return;
-            detail::intrusive_list<lock_awaiter>::erase(this);
-            wake_cancelled();
-        }
-    };
+    using lock_awaiter = detail::permits::acquire_awaiter;
 
     /// Awaiter of scoped_lock(): lock_awaiter that yields a mutex_guard.
     struct scoped_lock_awaiter : lock_awaiter {
-        using lock_awaiter::lock_awaiter;
+        mutex* m;
+        scoped_lock_awaiter(mutex* mx, std::source_location loc) noexcept : lock_awaiter(&mx->permit_, loc), m(mx) {}
         [[nodiscard]] mutex_guard await_resume() const {
             throw_if_cancelled();
             return mutex_guard(m);
@@ -104,14 +75,11 @@ public:
     mutex& operator=(const mutex&) = delete;
     /// Destroying a mutex that tasks still wait on is a bug; the waiters are
     /// detached so that their frames can still be destroyed safely.
-    ~mutex() {
-        while (waiters_.pop_front()) {
-        }
-    }
+    ~mutex() = default;
 
     /// Awaits the lock: returns at once if it is free, else waits in FIFO order.
     [[nodiscard]] lock_awaiter lock(std::source_location loc = std::source_location::current()) noexcept {
-        return lock_awaiter(this, loc);
+        return lock_awaiter(&permit_, loc);
     }
 
     /// Awaits the lock and returns a guard that unlocks it (asyncio's `async with lock:`).
@@ -121,47 +89,32 @@ public:
 
     /// Takes the lock if it is free; never waits.
     [[nodiscard]] bool try_lock() {
-        check_thread("mutex::try_lock");
-        if (locked_) return false;
-        locked_ = true;
-        return true;
+        permit_.check_thread("mutex::try_lock");
+        return permit_.try_take();
     }
 
     /// Unlocks: the oldest waiter (if any) gets the lock and resumes soon.
     /// Throws std::logic_error if the mutex is not locked.
     void unlock() {
-        check_thread("mutex::unlock");
-        if (!locked_)
+        permit_.check_thread("mutex::unlock");
+        if (!locked())
             throw std::logic_error("offload: mutex::unlock() called on a mutex that is not locked; unlock only "
                                    "what you locked (a mutex_guard from scoped_lock() does it for you)");
-        pass();
+        permit_.give();
     }
 
     /// True while some task holds the lock.
-    bool locked() const noexcept { return locked_; }
+    bool locked() const noexcept { return permit_.free() == 0; }
 
 private:
     friend class mutex_guard;
 
-    void pass() {
-        if (lock_awaiter* w = waiters_.pop_front())
-            w->wake(); // locked_ stays true: the waiter now holds it
-        else
-            locked_ = false;
-    }
-
-    // The loop of a waiting task is alive (its frame is), so it can tell
-    // whether this thread is that loop's; with nobody waiting, nothing is checked.
-    void check_thread(const char* what) const {
-        if (lock_awaiter* w = waiters_.front()) w->loop->check_thread(what);
-    }
-
-    bool locked_ = false;
-    detail::intrusive_list<lock_awaiter> waiters_;
+    // One permit: free means unlocked. A waiter handed the permit holds the lock.
+    detail::permits permit_{1};
 };
 
 inline void mutex_guard::unlock() noexcept {
-    if (mutex* m = std::exchange(m_, nullptr)) m->pass();
+    if (mutex* m = std::exchange(m_, nullptr)) m->permit_.give();
 }
 
 } // namespace offload

@@ -3,101 +3,37 @@
 // worker fails only its own call and is replaced; a timed-out or cancelled
 // call kills its worker, so the core is really freed; fork, spawn and
 // forkserver start methods; typed arguments checked at compile time.
-//
-// Each worker has a shared-memory mailbox per direction (no socket copies;
-// shared_buffer crosses as a handle), an eventfd that wakes the parent's loop and
-// a pidfd (or the forkserver's report) that tells the loop it died. All of it
-// is read by the event loop that uses the pool: no helper thread per call.
+// run_in_executor and map for a process pool are here too. The machinery
+// (mailboxes, start methods, the worker loop) is in detail/process/.
 #pragma once
 
-#include <offload/available_cpus.hpp>
-#include <offload/detail/intrusive_list.hpp>
-#include <offload/detail/proc_spawn.hpp>
-#include <offload/detail/proc_wire.hpp>
-#include <offload/detail/scheduler.hpp>
-#include <offload/detail/timer_heap.hpp>
-#include <offload/errors.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/process/call_awaiter.hpp>
+#include <offload/detail/process/fn_ref.hpp>
+#include <offload/detail/process/pool_core.hpp>
+#include <offload/detail/process/spawn.hpp>
+#include <offload/detail/process/worker.hpp>
+#include <offload/detail/tasks/chunks.hpp>
+#include <offload/detail/tasks/run_all.hpp>
 #include <offload/executor.hpp>
+#include <offload/process_pool_options.hpp>
 #include <offload/serialize.hpp>
+#include <offload/task.hpp>
 
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstddef>
-#include <cstdint>
-#include <memory>
-#include <mutex>
-#include <optional>
+#include <cstdlib>
+#include <ranges>
 #include <source_location>
-#include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace offload {
 
-enum class start_method { fork, spawn, forkserver };
-enum class crash_policy { respawn, break_pool };
-
-/// Resource limits applied with setrlimit in every worker.
-struct process_limits {
-    /// RLIMIT_CPU: a call that burns more CPU time is killed (SIGXCPU, then SIGKILL): worker_crashed.
-    std::optional<std::chrono::seconds> cpu_seconds{};
-    /// RLIMIT_AS in bytes: allocations beyond it fail, and std::bad_alloc comes back.
-    std::optional<std::size_t> address_space{};
-};
-
-struct process_pool_options {
-    /// Worker processes; 0 means max(1, available_cpus() - 1).
-    std::size_t workers = 0;
-    /// How workers start. forkserver (default) and spawn never fork a threaded parent
-    /// after the pool exists; fork is fastest but inherits the parent's threads' locks.
-    start_method start = start_method::forkserver;
-    /// Replace a worker after this many calls (0 = never).
-    std::size_t max_tasks_per_child = 0;
-    /// Runs once in every new worker (respawns included), before its first call.
-    void (*initializer)() = nullptr;
-    /// A call running longer is killed with its worker: timeout_error.
-    std::optional<std::chrono::nanoseconds> task_timeout{};
-    /// respawn: a dead worker fails only its call and is replaced. break_pool:
-    /// the pool fails everything with broken_executor, as Python's BrokenProcessPool.
-    crash_policy on_crash = crash_policy::respawn;
-    process_limits limits{};
-    /// Initial size of each worker mailbox; larger payloads grow it (still shared
-    /// memory, written in place: one copy in, one copy out). Pages above this
-    /// size are given back once a worker has gone a second without a larger message.
-    std::size_t shared_memory_threshold = std::size_t(1) << 20;
-};
-
 class process_pool;
 
 namespace detail {
-
-class proc_worker_slot;
-
-/// One call as the pool sees it (the typed awaiter derives from it).
-struct proc_call : waiter, list_hook {
-    enum class phase { idle, queued, running, done };
-    enum class fate { none, cancelled, timed_out, closed };
-
-    explicit proc_call(std::source_location loc) : waiter(loc) {}
-    proc_call(const proc_call&) = delete;
-    proc_call& operator=(const proc_call&) = delete;
-
-    virtual void encode_request(byte_writer& w) = 0;
-    virtual void decode_result(byte_reader& r) = 0;
-
-    process_pool* pool = nullptr;
-    proc_worker_slot* worker = nullptr;
-    clock::time_point enqueued{};
-    phase ph = phase::idle;
-    fate end = fate::none;
-    std::exception_ptr error;
-    void cancel() noexcept override;
-
-protected:
-    ~proc_call();
-};
-
+/// The machinery under a public process_pool (for the library's own layers).
+inline process_pool_core& core_of(process_pool& pool) noexcept;
 } // namespace detail
 
 /// A pool of worker processes.
@@ -111,90 +47,88 @@ protected:
 /// Create pools before starting threads: forking a threaded process is unsafe
 /// (the forkserver itself is forked when the pool is created).
 /// Example: `process_pool pool({.workers = 4}); int n = co_await run_in_executor(pool, count_primes, 100000);`
-class process_pool : private detail::loop_observer {
+class process_pool {
 public:
-    explicit process_pool(process_pool_options opts = {});
+    explicit process_pool(process_pool_options opts = {}) : core_(std::move(opts)) {}
     process_pool(const process_pool&) = delete;
     process_pool& operator=(const process_pool&) = delete;
     /// Cancels queued calls (executor_closed), gives running ones a grace
     /// period, then kills whatever is left; never hangs.
-    ~process_pool();
+    ~process_pool() = default;
 
     /// Call first thing in main: in a worker started by the spawn method it runs
     /// the worker and never returns; anywhere else it returns at once.
-    static void worker_main(int argc, char** argv);
+    static void worker_main(int argc, char** argv) {
+        if (!detail::is_spawned_worker(argc, argv)) return;
+        pid_t parent = static_cast<pid_t>(std::atol(argv[2]));
+        constexpr int first = detail::spawn_first_fd;
+        detail::run_worker({first, first + 1, first + 2, first + 3}, parent);
+    }
 
     /// Stops accepting calls (executor_closed). With cancel_pending, queued calls
     /// resolve with executor_closed at once. With wait, returns once every worker
     /// has exited. Callable from any thread; from another thread the loop that
     /// uses the pool goes on serving while the workers drain.
-    void shutdown(bool wait = true, bool cancel_pending = false);
+    void shutdown(bool wait = true, bool cancel_pending = false) { core_.shutdown(wait, cancel_pending); }
 
-    executor_stats stats() const;
+    /// A snapshot of the pool's counters and latency percentiles.
+    executor_stats stats() const { return core_.stats(); }
     /// The pids of the current workers (for tests and diagnostics).
-    std::vector<pid_t> worker_pids() const;
-    std::size_t workers() const noexcept { return nworkers_; }
-
-    // internal: used by the call awaiter
-    void submit(detail::proc_call* c);
-    void cancel_call(detail::proc_call* c) noexcept;
-    void detach_call(detail::proc_call* c) noexcept;
+    std::vector<pid_t> worker_pids() const { return core_.worker_pids(); }
+    /// Number of worker processes.
+    std::size_t workers() const noexcept { return core_.workers(); }
 
 private:
-    friend class detail::proc_worker_slot;
-    void loop_closing() noexcept override;
-    bool expects_io() const noexcept override { return busy_.load(std::memory_order_relaxed) > 0; }
-    void bind(event_loop& loop);
-    void unbind() noexcept;
-    void start_worker(std::size_t index);
-    void watch(detail::proc_worker_slot& w);
-    void reap(detail::proc_worker_slot& w) noexcept;
-    void on_event() noexcept;
-    void on_message(detail::proc_worker_slot& w) noexcept;
-    void on_exit(detail::proc_worker_slot& w, int wait_status) noexcept;
-    void on_server() noexcept;
-    void drain_early_exits() noexcept;
-    void dispatch() noexcept;
-    void resolve(detail::proc_call* c) noexcept;
-    void fail_pending(const std::exception_ptr& e) noexcept;
-    void break_pool(const std::string& why) noexcept;
-    void kill_worker(detail::proc_worker_slot& w) noexcept;
-    void retire(detail::proc_worker_slot& w) noexcept;
-    void begin_shutdown(bool cancel_pending) noexcept;
-    void check_all_exited() noexcept;
-    void drive_blocking(std::chrono::steady_clock::time_point deadline) noexcept;
-    void note_size(detail::proc_worker_slot& w, std::size_t bytes) noexcept;
-    static constexpr std::chrono::seconds mailbox_hold{1};
-    detail::proc_worker_slot* find_pid(pid_t pid) noexcept;
-    std::exception_ptr closed_error() const;
-    bool debug_fork_warning() const;
-
-    process_pool_options opts_;
-    std::size_t nworkers_ = 0;
-    std::vector<std::unique_ptr<detail::proc_worker_slot>> slots_;
-    detail::intrusive_list<detail::proc_call> pending_;
-    event_loop* loop_ = nullptr;
-    int eventfd_ = -1;
-    pid_t server_pid_ = -1;
-    int server_sock_ = -1;
-    std::vector<std::pair<pid_t, int>> early_exits_; // forkserver reports read while waiting for a reply
-    bool broken_ = false;
-    unsigned start_kills_ = 0; // workers SIGKILLed before they were ready, in a row
-    std::string broken_why_;
-    bool in_destructor_ = false;
-
-    mutable std::mutex mu_; // guards the cross-thread parts: closed_, exited_, and the condvar
-    std::condition_variable exited_cv_;
-    std::atomic<bool> closed_{false};
-    bool all_exited_ = false;
-
-    std::atomic<std::uint64_t> submitted_{0}, completed_{0}, failed_{0}, cancelled_{0};
-    std::atomic<std::uint64_t> crashes_{0}, respawns_{0}, kills_{0}, bytes_sent_{0}, bytes_received_{0};
-    std::atomic<std::size_t> queued_{0}, busy_{0}, max_queued_{0};
-    detail::latency_histogram queue_wait_, run_time_;
+    friend detail::process_pool_core& detail::core_of(process_pool&) noexcept;
+    detail::process_pool_core core_;
 };
 
-} // namespace offload
+namespace detail {
+inline process_pool_core& core_of(process_pool& pool) noexcept { return pool.core_; }
+} // namespace detail
 
-#include <offload/detail/process_pool_impl.hpp>
-#include <offload/detail/proc_call_awaiter.hpp>
+/// Runs `fn(args...)` in a worker process of `pool`; resumes on this loop with
+/// its result, or rethrows its exception (standard types as themselves, others
+/// as remote_error; a dead worker as worker_crashed).
+///
+/// `fn` must be a function pointer or a captureless lambda, and arguments and
+/// result serializable: anything else is a compile-time error that says so.
+/// Cancellation: a queued call never runs; a running one is killed with its
+/// worker, which is reaped and replaced, then cancelled_error is thrown.
+template <class F, class... A>
+[[nodiscard]] auto run_in_executor(process_pool& pool, F&& fn, A&&... args) {
+    detail::check_process_call<std::decay_t<F>, std::decay_t<A>...>();
+    return detail::process_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        detail::core_of(pool), std::source_location::current(), std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+/// map over a process pool: `chunk_size` items per call (the main lever against
+/// per-call IPC cost), results in input order. The function must be a function
+/// pointer or a captureless lambda; items and results serializable.
+/// Cancellation and failure: as gather — the first failing chunk cancels the
+/// others (queued chunks never run, running ones are killed) and is rethrown.
+template <class F, std::ranges::input_range Range>
+[[nodiscard]] auto map(process_pool& pool, F&& fn, Range&& range, std::size_t chunk_size = 1) {
+    using Fn = std::decay_t<F>;
+    using T = std::ranges::range_value_t<Range>;
+    using R = std::invoke_result_t<const Fn&, const T&>;
+    static_assert(detail::process_callable_v<Fn>,
+                  "offload: map over a process_pool needs a function pointer or a captureless lambda");
+    static_assert(serializable<T> && serializable<R>,
+                  "offload: map over a process_pool needs serializable items and results");
+    auto chunks = detail::split_chunks<T>(std::forward<Range>(range), chunk_size);
+    detail::fn_ref ref{};
+    if constexpr (std::is_pointer_v<Fn>) ref = detail::make_fn_ref(reinterpret_cast<const void*>(fn));
+    return [](process_pool& p, detail::fn_ref ref, std::vector<std::vector<T>> chunks) -> task<std::vector<R>> {
+        std::vector<task<std::vector<R>>> calls;
+        calls.reserve(chunks.size());
+        for (auto& c : chunks)
+            calls.push_back([](process_pool& p, detail::fn_ref ref, std::vector<T> items) -> task<std::vector<R>> {
+                co_return co_await run_in_executor(p, &detail::map_chunk_in_worker<Fn, T>, ref.module, ref.offset,
+                                                   std::move(items));
+            }(p, ref, std::move(c)));
+        co_return detail::concat_chunks(co_await detail::run_all(std::move(calls), std::source_location::current()));
+    }(pool, ref, std::move(chunks));
+}
+
+} // namespace offload

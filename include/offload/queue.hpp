@@ -5,9 +5,9 @@
 // nothing: each awaiter is its wait-list node (a put() awaiter carries its item).
 #pragma once
 
-#include <offload/detail/intrusive_list.hpp>
-#include <offload/detail/ring_queue.hpp>
-#include <offload/detail/scheduler.hpp>
+#include <offload/detail/base/intrusive_list.hpp>
+#include <offload/detail/base/ring_queue.hpp>
+#include <offload/detail/tasks/list_waiter.hpp>
 
 #include <coroutine>
 #include <cstddef>
@@ -43,93 +43,49 @@ class queue {
 
 public:
     /// Awaiter of get(): the wait-list node with the slot an item is handed into.
-    struct get_awaiter final : detail::waiter, detail::list_hook {
+    /// Cancellation: a cancelled get() took no item; one already served keeps it.
+    struct get_awaiter final : detail::list_waiter<get_awaiter> {
         queue* q;
         std::optional<T> slot;
 
-        get_awaiter(queue* qu, std::source_location loc) noexcept : waiter(loc), q(qu) {}
-        // Movable until awaited (so it can be handed to gather or wait_for).
-        get_awaiter(get_awaiter&& o) noexcept : waiter(o.where), list_hook(), q(o.q) {}
-        get_awaiter& operator=(const get_awaiter&) = delete;
-        // A frame destroyed while waiting (loop teardown) leaves the queue.
-        ~get_awaiter() { detail::intrusive_list<get_awaiter>::erase(this); }
+        get_awaiter(queue* qu, std::source_location loc) noexcept : detail::list_waiter<get_awaiter>(loc), q(qu) {}
+        get_awaiter(get_awaiter&& o) noexcept : detail::list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
 
         bool await_ready() {
             if (q->items_.empty()) return false;
             slot.emplace(q->take());
             return true;
         }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false; // a pending cancellation: throw, take nothing
-            q->getters_.push_back(this);
-            return true;
-        }
+        bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->getters_, h); }
         T await_resume() {
-            throw_if_cancelled();
+            this->throw_if_cancelled();
             return std::move(*slot);
-        }
-
-        void cancel() noexcept override {
-            // Once served we are unlinked and no longer ctx->waiter, so this only
-            // runs while queued (no item taken); the scheduler records
-            // cancel_pending otherwise and the item is delivered.
-            if (!linked()) return;
-            detail::intrusive_list<get_awaiter>::erase(this);
-            wake_cancelled();
         }
     };
 
-    /// Awaiter of put(): the wait-list node, carrying the item until there is room.
-    struct put_awaiter final : detail::waiter, detail::list_hook {
+    /// Awaiter of put(): the wait-list node, carrying the item until there is
+    /// room. Cancellation: a cancelled put() did not put its item.
+    struct put_awaiter final : detail::list_waiter<put_awaiter> {
         queue* q;
         T item;
 
-        put_awaiter(queue* qu, T&& v, std::source_location loc) : waiter(loc), q(qu), item(std::move(v)) {}
-        // Movable until awaited (so it can be handed to gather or wait_for).
+        put_awaiter(queue* qu, T&& v, std::source_location loc) : detail::list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
         put_awaiter(put_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
-            : waiter(o.where), list_hook(), q(o.q), item(std::move(o.item)) {}
-        put_awaiter& operator=(const put_awaiter&) = delete;
-        // A frame destroyed while waiting leaves the queue; its item was not put.
-        ~put_awaiter() { detail::intrusive_list<put_awaiter>::erase(this); }
+            : detail::list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
 
         bool await_ready() { return q->offer(item); }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false; // a pending cancellation: throw, put nothing
-            q->putters_.push_back(this);
-            return true;
-        }
-        void await_resume() const { throw_if_cancelled(); }
-
-        void cancel() noexcept override {
-            // Still queued: the item was not put, and stays with us.
-            if (!linked()) return;
-            detail::intrusive_list<put_awaiter>::erase(this);
-            wake_cancelled();
-        }
+        bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->putters_, h); }
     };
 
     /// Awaiter of join(): waits until every item put has been marked task_done().
-    struct join_awaiter final : detail::waiter, detail::list_hook {
+    struct join_awaiter final : detail::list_waiter<join_awaiter> {
         queue* q;
 
-        join_awaiter(queue* qu, std::source_location loc) noexcept : waiter(loc), q(qu) {}
-        join_awaiter(join_awaiter&& o) noexcept : waiter(o.where), list_hook(), q(o.q) {}
-        join_awaiter& operator=(const join_awaiter&) = delete;
-        ~join_awaiter() { detail::intrusive_list<join_awaiter>::erase(this); }
+        join_awaiter(queue* qu, std::source_location loc) noexcept : detail::list_waiter<join_awaiter>(loc), q(qu) {}
+        join_awaiter(join_awaiter&& o) noexcept : detail::list_waiter<join_awaiter>(std::move(o)), q(o.q) {}
 
         bool await_ready() const noexcept { return q->unfinished_ == 0; }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false;
-            q->joiners_.push_back(this);
-            return true;
-        }
-        void await_resume() const { throw_if_cancelled(); }
-
-        void cancel() noexcept override {
-            if (!linked()) return;
-            detail::intrusive_list<join_awaiter>::erase(this);
-            wake_cancelled();
-        }
+        bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->joiners_, h); }
     };
 
     /// A queue holding at most `maxsize` items; 0 means unbounded (as in asyncio).
@@ -139,12 +95,9 @@ public:
     /// Destroying a queue that tasks still wait on is a bug; the waiters are
     /// detached so that their frames can still be destroyed safely.
     ~queue() {
-        while (getters_.pop_front()) {
-        }
-        while (putters_.pop_front()) {
-        }
-        while (joiners_.pop_front()) {
-        }
+        getters_.clear();
+        putters_.clear();
+        joiners_.clear();
     }
 
     /// Awaits room and puts `item`: returns at once unless the queue is full.
@@ -234,13 +187,10 @@ private:
         return v;
     }
 
-    // The loop of a waiting task is alive (its frame is), so it can tell
-    // whether this thread is that loop's; with nobody waiting, nothing is checked.
     void check_thread(const char* what) const {
-        detail::waiter* w = getters_.front();
-        if (!w) w = putters_.front();
-        if (!w) w = joiners_.front();
-        if (w) w->loop->check_thread(what);
+        detail::check_waiters_thread(getters_, what);
+        detail::check_waiters_thread(putters_, what);
+        detail::check_waiters_thread(joiners_, what);
     }
 
     std::size_t maxsize_;

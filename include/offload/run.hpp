@@ -17,7 +17,7 @@ namespace detail {
 inline void cancel_leftovers(event_loop& loop) {
     for (;;) {
         std::vector<task_record*> left;
-        loop.tasks().for_each([&](task_record* t) {
+        core_of(loop).tasks().for_each([&](task_record* t) {
             if (!t->done) {
                 t->retain();
                 left.push_back(t);

@@ -5,8 +5,7 @@
 // served in FIFO order and a task that arrives later can never barge in.
 #pragma once
 
-#include <offload/detail/intrusive_list.hpp>
-#include <offload/detail/scheduler.hpp>
+#include <offload/detail/tasks/permits.hpp>
 
 #include <coroutine>
 #include <cstddef>
@@ -48,9 +47,9 @@ private:
 
 /// A counting semaphore for tasks of one event loop (asyncio.Semaphore).
 ///
-/// State: `value_` counts free permits. Invariant: while a task waits, value_
-/// is 0 — release() gives its permit to the oldest waiter instead of
-/// incrementing value_ (direct hand-off), so FIFO order is exact.
+/// State: a count of free permits and a FIFO of waiting tasks (detail::permits).
+/// Invariant: while a task waits, no permit is free — release() gives its
+/// permit to the oldest waiter (direct hand-off), so FIFO order is exact.
 ///
 /// Thread safety: loop-local; not thread-safe. It may be constructed outside a
 /// loop. In debug mode, a call from another thread while tasks wait on it
@@ -62,41 +61,13 @@ private:
 class semaphore {
 public:
     /// Awaiter of acquire(): it is the wait-list node, so acquiring allocates nothing.
-    struct acquire_awaiter : detail::waiter, detail::list_hook {
-        semaphore* sem;
-
-        acquire_awaiter(semaphore* s, std::source_location loc) noexcept : waiter(loc), sem(s) {}
-        // Movable until awaited (so it can be handed to gather or wait_for).
-        acquire_awaiter(acquire_awaiter&& o) noexcept : waiter(o.where), list_hook(), sem(o.sem) {}
-        acquire_awaiter& operator=(const acquire_awaiter&) = delete;
-        // A frame destroyed while waiting (loop teardown) leaves the queue.
-        ~acquire_awaiter() { detail::intrusive_list<acquire_awaiter>::erase(this); }
-
-        bool await_ready() noexcept {
-            // value_ > 0 implies nobody waits (see the invariant), so taking it is fair.
-            if (sem->value_ == 0) return false;
-            --sem->value_;
-            return true;
-        }
-        bool await_suspend(std::coroutine_handle<> h) {
-            if (!arm(h)) return false; // a pending cancellation: throw, take nothing
-            sem->waiters_.push_back(this);
-            return true;
-        }
-        void await_resume() const { throw_if_cancelled(); }
-
-        void cancel() noexcept override {
-            // Still queued: leave without a permit. Once granted, we are unlinked
-            // and no longer ctx->waiter, so the scheduler records cancel_pending instead.
-            if (!linked()) return;
-            detail::intrusive_list<acquire_awaiter>::erase(this);
-            wake_cancelled();
-        }
-    };
+    using acquire_awaiter = detail::permits::acquire_awaiter;
 
     /// Awaiter of scoped_acquire(): acquire_awaiter that yields a semaphore_guard.
     struct scoped_acquire_awaiter : acquire_awaiter {
-        using acquire_awaiter::acquire_awaiter;
+        semaphore* sem;
+        scoped_acquire_awaiter(semaphore* s, std::source_location loc) noexcept
+            : acquire_awaiter(&s->permits_, loc), sem(s) {}
         [[nodiscard]] semaphore_guard await_resume() const {
             throw_if_cancelled();
             return semaphore_guard(sem);
@@ -104,20 +75,17 @@ public:
     };
 
     /// A semaphore with `n` permits.
-    explicit semaphore(std::size_t n) noexcept : value_(n) {}
+    explicit semaphore(std::size_t n) noexcept : permits_(n) {}
     semaphore(const semaphore&) = delete;
     semaphore& operator=(const semaphore&) = delete;
     /// Destroying a semaphore that tasks still wait on is a bug; the waiters
     /// are detached so that their frames can still be destroyed safely.
-    ~semaphore() {
-        while (waiters_.pop_front()) {
-        }
-    }
+    ~semaphore() = default;
 
     /// Awaits a permit: returns at once if one is free, else waits in FIFO order.
     /// Cancellation: see the class comment; a cancelled acquire takes no permit.
     [[nodiscard]] acquire_awaiter acquire(std::source_location loc = std::source_location::current()) noexcept {
-        return acquire_awaiter(this, loc);
+        return acquire_awaiter(&permits_, loc);
     }
 
     /// Awaits a permit and returns a guard that releases it (asyncio's `async with sem:`).
@@ -128,53 +96,35 @@ public:
 
     /// Takes a permit if one is free; never waits.
     [[nodiscard]] bool try_acquire() {
-        check_thread("semaphore::try_acquire");
-        if (value_ == 0) return false;
-        --value_;
-        return true;
+        permits_.check_thread("semaphore::try_acquire");
+        return permits_.try_take();
     }
 
     /// Returns a permit: to the oldest waiter if any (it resumes soon), else to the pool.
     /// A bounded_semaphore throws std::logic_error when this would exceed its initial value.
     void release() {
-        check_thread("semaphore::release");
-        if (value_ >= bound_)
+        permits_.check_thread("semaphore::release");
+        if (permits_.free() >= bound_)
             throw std::logic_error("offload: bounded_semaphore::release() called more times than acquire(): its "
                                    "value would exceed the initial " +
                                    std::to_string(bound_) + "; release only permits you acquired");
-        give();
+        permits_.give();
     }
 
     /// True if acquire() would wait.
-    bool locked() const noexcept { return value_ == 0; }
+    bool locked() const noexcept { return permits_.free() == 0; }
     /// Number of free permits.
-    std::size_t value() const noexcept { return value_; }
+    std::size_t value() const noexcept { return permits_.free(); }
 
 protected:
     static constexpr std::size_t unbounded = std::numeric_limits<std::size_t>::max();
-    semaphore(std::size_t n, std::size_t bound) noexcept : value_(n), bound_(bound) {}
+    semaphore(std::size_t n, std::size_t bound) noexcept : permits_(n), bound_(bound) {}
 
 private:
     friend class semaphore_guard;
 
-    // The permit goes to the oldest waiter (value_ stays 0) or back to the pool.
-    void give() {
-        if (acquire_awaiter* w = waiters_.pop_front())
-            w->wake();
-        else
-            ++value_;
-    }
-
-    // The loop of a waiting task is alive (its frame is), so it can tell
-    // whether this thread is that loop's; with nobody waiting there is no
-    // loop to race with, and nothing is checked.
-    void check_thread(const char* what) const {
-        if (acquire_awaiter* w = waiters_.front()) w->loop->check_thread(what);
-    }
-
-    std::size_t value_;
+    detail::permits permits_;
     std::size_t bound_ = unbounded;
-    detail::intrusive_list<acquire_awaiter> waiters_;
 };
 
 /// A semaphore whose release() throws std::logic_error if it would raise the
@@ -188,7 +138,7 @@ public:
 
 inline void semaphore_guard::reset() noexcept {
     // give(), not release(): a guard never over-releases, and a destructor must not throw.
-    if (semaphore* s = std::exchange(sem_, nullptr)) s->give();
+    if (semaphore* s = std::exchange(sem_, nullptr)) s->permits_.give();
 }
 
 } // namespace offload

@@ -1,15 +1,15 @@
 // offload/serialize.hpp — the typed codec that carries calls, arguments and
 // results across the process boundary: the customization point
-// offload::codec<T>, the concept offload::serializable<T>, and codecs for
-// arithmetic types, enums, the standard containers and vocabulary types,
-// aggregates (automatically) and types that expose offload_fields().
-// Decoding treats every byte as untrusted (see detail/codec_io.hpp).
+// offload::codec<T>, the concept offload::serializable<T> and the
+// byte_writer / byte_reader of <offload/codec.hpp>, plus codecs for the
+// standard containers and vocabulary types, aggregates (automatically) and
+// types that expose offload_fields(). Decoding treats every byte as
+// untrusted (see byte_reader).
 #pragma once
 
-#include <offload/detail/codec_core.hpp>
-#include <offload/detail/codec_fields.hpp>
-#include <offload/detail/codec_io.hpp>
-#include <offload/detail/codec_std.hpp>
+#include <offload/codec.hpp>
+#include <offload/detail/codec/aggregate_fields.hpp>
+#include <offload/detail/codec/std_types.hpp>
 #include <offload/errors.hpp>
 
 #include <array>
@@ -117,8 +117,8 @@ struct codec<T> {
     using fields = detail::aggregate_field_types<T>;
     static constexpr std::size_t count = detail::aggregate_field_count<T>();
     static constexpr std::size_t min_size = detail::fields_min_size<fields>::value;
-    static void encode(detail::byte_writer& w, const T& v) { detail::encode_tied(w, detail::tie_fields<count>(v)); }
-    static T decode(detail::byte_reader& r) {
+    static void encode(byte_writer& w, const T& v) { detail::encode_tied(w, detail::tie_fields<count>(v)); }
+    static T decode(byte_reader& r) {
         return [&r]<std::size_t... I>(std::index_sequence<I...>) {
             return T{codec<std::tuple_element_t<I, fields>>::decode(r)...}; // braced: left to right
         }(std::make_index_sequence<count>{});
@@ -132,8 +132,8 @@ template <class T>
 struct codec<T> {
     using fields = typename detail::decayed_tuple<decltype(std::declval<T&>().offload_fields())>::type;
     static constexpr std::size_t min_size = detail::fields_min_size<fields>::value;
-    static void encode(detail::byte_writer& w, const T& v) { detail::encode_tied(w, v.offload_fields()); }
-    static T decode(detail::byte_reader& r) {
+    static void encode(byte_writer& w, const T& v) { detail::encode_tied(w, v.offload_fields()); }
+    static T decode(byte_reader& r) {
         T v;
         auto tied = v.offload_fields();
         [&]<std::size_t... I>(std::index_sequence<I...>) {

@@ -158,7 +158,7 @@ template <>
 struct codec<shared_buffer> {
     static constexpr std::size_t min_size = 1;
 
-    static void encode(detail::byte_writer& w, const shared_buffer& b) {
+    static void encode(byte_writer& w, const shared_buffer& b) {
         // The fd must stay open until the message is sent: the caller keeps `b` alive.
         w.write_fixed(static_cast<std::uint8_t>(b ? 1 : 0));
         if (!b) return;
@@ -166,7 +166,7 @@ struct codec<shared_buffer> {
         w.write_varint(b.size());
     }
 
-    static shared_buffer decode(detail::byte_reader& r) {
+    static shared_buffer decode(byte_reader& r) {
         constexpr std::string_view type = "offload::shared_buffer";
         const auto tag = r.read_fixed<std::uint8_t>(type);
         if (tag == 0) return {};

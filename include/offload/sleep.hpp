@@ -2,9 +2,9 @@
 // The awaiter embeds its timer node, so sleeping allocates nothing.
 #pragma once
 
-#include <offload/detail/scheduler.hpp>
-#include <offload/detail/timer_heap.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/timer_heap.hpp>
+#include <offload/detail/loop/waiter.hpp>
 
 #include <chrono>
 #include <source_location>
@@ -14,27 +14,25 @@ namespace offload {
 namespace detail {
 struct sleep_awaiter final : waiter, timer_node {
     clock::duration delay;
-    event_loop* el = nullptr;
 
     sleep_awaiter(clock::duration d, std::source_location loc) : waiter(loc), delay(d) {}
     // Movable until awaited (so it can be handed to gather or wait_for).
     sleep_awaiter(sleep_awaiter&& o) noexcept : waiter(o.where), timer_node(), delay(o.delay) {}
     sleep_awaiter& operator=(const sleep_awaiter&) = delete;
     ~sleep_awaiter() {
-        if (queued()) el->remove_timer(this);
+        if (queued()) loop->remove_timer(this);
     }
 
     bool await_ready() const noexcept { return false; }
     bool await_suspend(std::coroutine_handle<> h) {
         if (!arm(h)) return false;
-        el = static_cast<event_loop*>(loop);
         if (delay.count() <= 0) { // a bare yield: straight to the back of the ready queue
             yielding = true;
             loop->schedule(ctx, h);
             return true;
         }
         deadline = clock::now() + delay;
-        el->add_timer(this);
+        loop->add_timer(this);
         return true;
     }
     void await_resume() {
@@ -49,7 +47,7 @@ struct sleep_awaiter final : waiter, timer_node {
             disarm();
             return;
         }
-        el->remove_timer(this);
+        loop->remove_timer(this);
         wake_cancelled();
     }
 

@@ -5,7 +5,7 @@
 // injectable sink, so tests can count reports.
 #pragma once
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
 #include <chrono>
 #include <cstdio>

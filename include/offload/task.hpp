@@ -114,9 +114,6 @@ public:
     awaiter operator co_await() & { return {claim()}; }
     awaiter operator co_await() && { return {claim()}; }
 
-    /// The coroutine handle, for the library's own schedulers; the task keeps ownership.
-    std::coroutine_handle<promise_type> handle() const noexcept { return h_; }
-
 private:
     std::coroutine_handle<promise_type> claim() {
         if (!h_)

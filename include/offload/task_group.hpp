@@ -4,8 +4,8 @@
 // rethrown from wait() once every child has ended.
 #pragma once
 
-#include <offload/detail/child_watch.hpp>
-#include <offload/detail/root_task.hpp>
+#include <offload/detail/tasks/children_awaiter.hpp>
+#include <offload/detail/tasks/task_state.hpp>
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
 
@@ -52,7 +52,7 @@ public:
         task_handle<T> h = offload::create_task(std::move(t), std::move(name));
         auto c = std::make_unique<child>();
         c->group = this;
-        c->st = h.state();
+        c->st = detail::task_handle_access::state(h);
         c->st->retain();
         c->st->add_listener(c.get());
         children_.push_back(std::move(c));
@@ -65,7 +65,7 @@ public:
         // Children may add children: wait until a pass finds nothing running.
         while (!failed_ && !cancelled_here && running() > 0) {
             auto states = snapshot();
-            detail::child_watch w(states, detail::child_watch::mode::first_failure, false, loc);
+            detail::children_awaiter w(states, detail::children_awaiter::mode::first_failure, false, loc);
             try {
                 co_await w;
             } catch (const cancelled_error&) {
@@ -77,7 +77,7 @@ public:
             cancel_running();
             while (running() > 0) {
                 auto states = snapshot();
-                detail::child_watch w(states, detail::child_watch::mode::all_done, true, loc);
+                detail::children_awaiter w(states, detail::children_awaiter::mode::all_done, true, loc);
                 co_await w;
             }
         }

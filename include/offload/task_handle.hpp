@@ -4,8 +4,9 @@
 // loop's exception handler when its last handle goes away; it is never lost.
 #pragma once
 
-#include <offload/detail/root_task.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/loop/core.hpp>
+#include <offload/detail/tasks/awaitable_traits.hpp>
+#include <offload/detail/tasks/task_state.hpp>
 #include <offload/task.hpp>
 
 #include <functional>
@@ -15,6 +16,23 @@
 #include <utility>
 
 namespace offload {
+
+template <class T>
+class task_handle;
+
+namespace detail {
+/// How the library's own layers reach the state behind a task_handle.
+struct task_handle_access {
+    template <class T>
+    static task_handle<T> adopt(task_state<T>* st) noexcept {
+        return task_handle<T>(st);
+    }
+    template <class T>
+    static task_state<T>* state(const task_handle<T>& h) {
+        return h.state();
+    }
+};
+} // namespace detail
 
 /// A scheduled task. Copyable (reference-counted); the task runs to completion
 /// whether or not handles remain.
@@ -27,9 +45,6 @@ template <class T = void>
 class task_handle {
 public:
     task_handle() noexcept = default;
-    explicit task_handle(detail::task_state<T>* st) noexcept : st_(st) {
-        if (st_) st_->retain();
-    }
     task_handle(const task_handle& o) noexcept : task_handle(o.st_) {}
     task_handle(task_handle&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
     task_handle& operator=(task_handle o) noexcept {
@@ -66,12 +81,16 @@ public:
     }
     explicit operator bool() const noexcept { return st_ != nullptr; }
 
+private:
+    friend struct detail::task_handle_access;
+    explicit task_handle(detail::task_state<T>* st) noexcept : st_(st) {
+        if (st_) st_->retain();
+    }
     detail::task_state<T>* state() const {
         if (!st_) throw std::logic_error("offload: empty task_handle; assign it the result of create_task");
         return st_;
     }
 
-private:
     detail::task_state<T>* st_ = nullptr;
 };
 
@@ -80,9 +99,8 @@ private:
 /// Example: `auto h = create_task(fetch(url), "fetch"); … auto v = co_await h;`
 template <class T>
 task_handle<T> create_task(task<T> t, std::string name = {}) {
-    auto* st = detail::spawn(event_loop::current(), std::move(t), std::move(name));
-    task_handle<T> h(st);
-    return h;
+    auto* st = detail::spawn(detail::loop_core::require_current("create_task"), std::move(t), std::move(name));
+    return detail::task_handle_access::adopt(st);
 }
 
 namespace detail {
@@ -101,5 +119,66 @@ template <class F, class... A>
 auto create_task(F&& fn, A&&... args) {
     return create_task(detail::keep_alive(std::decay_t<F>(std::forward<F>(fn)), std::decay_t<A>(std::forward<A>(args))...));
 }
+
+namespace detail {
+// What gather and wait_for accept, and how they schedule it.
+
+template <class>
+inline constexpr bool is_task_handle_v = false;
+template <class T>
+inline constexpr bool is_task_handle_v<task_handle<T>> = true;
+
+/// What gather and wait_for accept: a task, a task handle or any awaitable.
+template <class A>
+concept gatherable = is_task_v<std::remove_cvref_t<A>> || is_task_handle_v<std::remove_cvref_t<A>> || awaitable<A>;
+
+/// The value type an argument of gather/wait_for produces.
+template <class A>
+struct child_value {}; // not awaitable: no type (keeps overload resolution SFINAE-friendly)
+template <class A>
+    requires awaitable<A>
+struct child_value<A> {
+    using type = await_result_t<A>;
+};
+template <class T>
+struct child_value<task<T>> {
+    using type = T;
+};
+template <class T>
+struct child_value<task_handle<T>> {
+    using type = T;
+};
+template <class A>
+using child_value_t = typename child_value<std::remove_cvref_t<A>>::type;
+
+/// Schedules an argument of gather/wait_for as its own task (a handle passes through).
+template <class A>
+auto to_handle(A&& a) {
+    using D = std::remove_cvref_t<A>;
+    if constexpr (is_task_handle_v<D>)
+        return D(std::forward<A>(a));
+    else if constexpr (is_task_v<D>)
+        return create_task(D(std::forward<A>(a)));
+    else
+        return create_task(as_task(D(std::forward<A>(a))));
+}
+
+template <class T>
+value_or_monostate_t<T> take_result(const task_handle<T>& h) {
+    if constexpr (std::is_void_v<T>) {
+        h.result();
+        return {};
+    } else {
+        return h.result();
+    }
+}
+
+
+template <class T>
+task_state_base* state_of(const task_handle<T>& h) {
+    return task_handle_access::state(h);
+}
+
+} // namespace detail
 
 } // namespace offload

@@ -6,8 +6,8 @@
 // own loop thread.
 #pragma once
 
-#include <offload/default_executor.hpp>
-#include <offload/detail/pool_call.hpp>
+#include <offload/detail/loop/core.hpp>
+#include <offload/detail/threads/call_awaiter.hpp>
 #include <offload/thread_pool.hpp>
 
 #include <functional>
@@ -16,6 +16,17 @@
 #include <utility>
 
 namespace offload {
+
+namespace detail {
+// Where to_thread and offload() find their pool when the call is awaited.
+inline thread_pool_core& resolve_default_thread_pool(loop_core& loop) {
+    return core_of(default_thread_pool_of(loop));
+}
+inline thread_pool_core& resolve_default_thread_executor(loop_core& loop) {
+    return loop.default_thread_executor ? core_of(*loop.default_thread_executor)
+                                        : resolve_default_thread_pool(loop);
+}
+} // namespace detail
 
 /// Runs `fn(args...)` on the current loop's default thread pool and resumes
 /// with its result (or rethrows its exception, with its type).
@@ -29,8 +40,8 @@ namespace offload {
 template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto to_thread(F&& fn, A&&... args) {
-    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        nullptr, detail::pool_choice::default_thread_pool, std::source_location::current(), std::forward<F>(fn),
+    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        nullptr, &detail::resolve_default_thread_pool, std::source_location::current(), std::forward<F>(fn),
         std::forward<A>(args)...);
 }
 
@@ -39,8 +50,8 @@ template <class F, class... A>
 template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto run_in_executor(thread_pool& pool, F&& fn, A&&... args) {
-    return detail::pool_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        &pool, detail::pool_choice::given, std::source_location::current(), std::forward<F>(fn),
+    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        &detail::core_of(pool), nullptr, std::source_location::current(), std::forward<F>(fn),
         std::forward<A>(args)...);
 }
 

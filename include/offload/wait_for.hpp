@@ -4,16 +4,19 @@
 // arrives first wins, even if the deadline passes while it is delivered.
 #pragma once
 
-#include <offload/detail/awaitable_traits.hpp>
-#include <offload/detail/child_watch.hpp>
-#include <offload/detail/root_task.hpp>
-#include <offload/detail/timer_heap.hpp>
-#include <offload/event_loop.hpp>
+#include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/timer_heap.hpp>
+#include <offload/detail/loop/waiter.hpp>
+#include <offload/detail/tasks/awaitable_traits.hpp>
+#include <offload/detail/tasks/children_awaiter.hpp>
+#include <offload/detail/tasks/task_state.hpp>
+#include <offload/errors.hpp>
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
 
+#include <fmt/core.h>
+
 #include <chrono>
-#include <fmt/format.h>
 #include <source_location>
 
 namespace offload {
@@ -23,7 +26,6 @@ namespace detail {
 struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
     task_state_base* st;
     clock::duration timeout;
-    event_loop* el = nullptr;
     bool timed_out = false;
 
     done_or_timeout_awaiter(task_state_base* s, clock::duration d, std::source_location loc)
@@ -31,15 +33,14 @@ struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
     done_or_timeout_awaiter(const done_or_timeout_awaiter&) = delete;
     done_or_timeout_awaiter& operator=(const done_or_timeout_awaiter&) = delete;
     ~done_or_timeout_awaiter() {
-        if (queued()) el->remove_timer(this);
+        if (queued()) loop->remove_timer(this);
     }
 
     bool await_ready() const noexcept { return st->done; }
     bool await_suspend(std::coroutine_handle<> h) {
         if (!arm(h)) return false;
-        el = static_cast<event_loop*>(loop);
         deadline = clock::now() + timeout;
-        el->add_timer(this);
+        loop->add_timer(this);
         st->add_listener(this);
         return true;
     }
@@ -49,7 +50,7 @@ struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
     }
 
     void on_done() noexcept override {
-        el->remove_timer(this);
+        loop->remove_timer(this);
         wake();
     }
     void fire() override {
@@ -58,7 +59,7 @@ struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
         wake();
     }
     void cancel() noexcept override {
-        el->remove_timer(this);
+        loop->remove_timer(this);
         intrusive_list<done_listener>::erase(this);
         wake_cancelled();
     }
@@ -80,7 +81,7 @@ task<detail::child_value_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period>
     using T = detail::child_value_t<A>;
     const auto timeout = std::chrono::ceil<detail::clock::duration>(timeout_d);
     task_handle<T> h = detail::to_handle(std::move(aw));
-    detail::task_state_base* st = h.state();
+    detail::task_state_base* st = detail::state_of(h);
     bool cancelled_here = false;
     bool timed_out = false;
     try {
@@ -92,7 +93,7 @@ task<detail::child_value_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period>
         if (!st->done) {
             st->request_cancel();
             detail::task_state_base* one[] = {st};
-            co_await detail::child_watch(one, detail::child_watch::mode::all_done, true, loc);
+            co_await detail::children_awaiter(one, detail::children_awaiter::mode::all_done, true, loc);
         }
         if (cancelled_here) {
             st->mark_retrieved();

@@ -84,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check<containers, promises{.compare = true, .stable = false, .canonical = false}>(input);
     // Argument lists: decode_args without the end check, as the pool does.
     try {
-        offload::detail::byte_reader r(input);
+        offload::byte_reader r(input);
         (void)offload::detail::decode_args<std::string, std::vector<double>, std::optional<record>>(r);
     } catch (const offload::serialization_error&) {
     }

@@ -1,0 +1,578 @@
+// offload/detail/loop/core.hpp — the event loop's machinery, which every
+// awaitable and executor of the library builds on; <offload/event_loop.hpp>
+// is the public face over it. One loop per thread. Every wait is one epoll
+// wait: an eventfd for wake-ups from other threads (remote_queue), a
+// signalfd for signals (signal_set), user fds (fd_table); timers become the
+// epoll timeout (nanosecond resolution with epoll_pwait2). The loop thread
+// only runs steps: coroutine resumptions and callbacks.
+#pragma once
+
+#include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/env.hpp>
+#include <offload/detail/base/intrusive_list.hpp>
+#include <offload/detail/base/ring_queue.hpp>
+#include <offload/detail/base/small_function.hpp>
+#include <offload/detail/base/spin.hpp>
+#include <offload/detail/base/system_error.hpp>
+#include <offload/detail/base/timer_heap.hpp>
+#include <offload/detail/loop/fd_table.hpp>
+#include <offload/detail/loop/remote_queue.hpp>
+#include <offload/detail/loop/signal_set.hpp>
+#include <offload/detail/loop/stall_watch.hpp>
+#include <offload/detail/loop/task_context.hpp>
+#include <offload/errors.hpp>
+#include <offload/slow_callback.hpp>
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace offload {
+class thread_pool;
+class process_pool;
+} // namespace offload
+
+namespace offload::detail {
+
+/// Something bound to a loop that must let go of it before it is destroyed
+/// (a process pool registers fds and timers with the loop that uses it).
+struct loop_observer : list_hook {
+    /// The loop is being destroyed; its fds, timers and tasks are still valid.
+    virtual void loop_closing() noexcept = 0;
+    /// True while one of this observer's fds is due to become readable soon
+    /// (a worker process is running a call): an idle loop then polls its fds
+    /// for its spin budget before it sleeps, since waking a sleeping loop from
+    /// another core costs tens of microseconds.
+    virtual bool expects_io() const noexcept { return false; }
+
+protected:
+    ~loop_observer() = default;
+};
+
+/// Type-erased ownership of an executor the loop owns (its default thread pool).
+struct executor_holder {
+    virtual ~executor_holder() = default;
+};
+
+class loop_core;
+
+/// A call_later / call_at callback: a timer node shared (reference-counted)
+/// by the loop's heap and the timer_handles that can cancel it.
+struct callback_timer final : timer_node {
+    loop_core* loop = nullptr;
+    small_function fn;
+    int refs = 1; // the heap's (while queued) plus one per timer_handle
+    bool cancelled = false;
+    void fire() override;
+    void discard() noexcept override { unref(); }
+    void cancel() noexcept;
+    void unref() noexcept {
+        if (--refs == 0) delete this;
+    }
+};
+
+class loop_core {
+public:
+    loop_core();
+    loop_core(const loop_core&) = delete;
+    loop_core& operator=(const loop_core&) = delete;
+    ~loop_core();
+
+    /// The loop running on this thread, or nullptr.
+    static loop_core* current() noexcept { return tls.loop; }
+    /// The loop running on this thread; std::logic_error naming `what` when none is.
+    static loop_core& require_current(const char* what);
+
+    // --- steps ------------------------------------------------------------------
+    /// Queues the resumption of `h` as a step of the task `ctx`.
+    void schedule(task_context* ctx, std::coroutine_handle<> h) {
+        ready_.emplace_back([ctx, h] {
+            tls.ctx = ctx;
+            if (ctx) tls.resumed_at = ctx->suspended_at;
+            h.resume();
+        });
+    }
+    /// Queues a plain callback (FIFO, after what is queued already).
+    void post(small_function fn) { ready_.emplace_back(std::move(fn)); }
+
+    /// In debug mode, throws std::logic_error when called from a thread other
+    /// than the loop's: loop-local objects are not thread-safe.
+    void check_thread(const char* what) const {
+        // tls.loop == this is the cheap common case: we run on this loop's thread.
+        if (debug_ && tls.loop != this && std::this_thread::get_id() != owner_)
+            throw std::logic_error(std::string("offload: ") + what +
+                                   " was used from a thread that does not run its event loop; it is loop-local. "
+                                   "Use event_loop::call_soon_threadsafe to reach the loop from other threads");
+    }
+
+    // --- tasks ------------------------------------------------------------------
+    /// The tasks of this loop (to cancel leftovers and tear down pending frames).
+    intrusive_list<task_record>& tasks() noexcept { return tasks_; }
+    /// A finished task hands its loop reference back here; it is dropped after
+    /// the current step, so step diagnostics can still read the task's name.
+    void retire(task_record* t) { retired_.push_back(t); }
+
+    // --- timers -----------------------------------------------------------------
+    void add_timer(timer_node* n) { timers_.push(n); }
+    void remove_timer(timer_node* n) noexcept { timers_.erase(n); }
+    std::size_t scheduled_timers() const noexcept { return timers_.size(); }
+    /// Schedules `fn` at `when`; the node holds one reference for the heap.
+    callback_timer* call_at(clock::time_point when, small_function fn);
+
+    // --- fds and signals --------------------------------------------------------
+    /// Calls `fn` whenever `fd` is ready for writing (`write`) or reading.
+    /// `exclusive`: a second registration for the same direction is an error.
+    void set_io(int fd, bool write, small_function fn, bool exclusive) {
+        check_thread(write ? "event_loop::add_writer" : "event_loop::add_reader");
+        fds_.set(fd, write, std::move(fn), exclusive);
+    }
+    bool clear_io(int fd, bool write) noexcept { return fds_.clear(fd, write); }
+    void add_signal(int sig, std::function<void()> fn) {
+        check_thread("event_loop::add_signal_handler");
+        signals_.add(sig, std::move(fn), epfd_);
+    }
+    bool remove_signal(int sig) {
+        check_thread("event_loop::remove_signal_handler");
+        return signals_.remove(sig);
+    }
+
+    // --- completions from other threads ------------------------------------------
+    /// Posts `n` to run on the loop; callable from any thread, never blocks.
+    void post_remote(remote_node* n) noexcept { remote_.push(n); }
+    /// Runs `fn` on the loop; callable from any thread (allocates one node).
+    void call_soon_threadsafe(small_function fn);
+    /// Loop thread: `delta` more (or fewer) remote completions are expected.
+    /// While some are, an idle loop spins briefly before it sleeps, so a quick
+    /// offload completes without a wake-up syscall on either side.
+    void expect_remote(std::ptrdiff_t delta) noexcept {
+        remote_pending_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(remote_pending_) + delta);
+    }
+    void set_spin_budget(std::chrono::nanoseconds d) noexcept { spin_budget_ = d; }
+
+    /// Registers / unregisters an observer told when the loop is destroyed.
+    void add_observer(loop_observer* o) noexcept { observers_.push_back(o); }
+    static void remove_observer(loop_observer* o) noexcept { intrusive_list<loop_observer>::erase(o); }
+
+    // --- errors and diagnostics ---------------------------------------------------
+    void set_exception_handler(exception_handler fn) { exception_handler_ = std::move(fn); }
+    void call_exception_handler(const exception_context& ctx) noexcept;
+    bool get_debug() const noexcept { return debug_; }
+    void set_debug(bool on) {
+        debug_ = on;
+        update_watch();
+    }
+    void set_slow_callback_duration(clock::duration d) {
+        slow_threshold_ = d;
+        if (watch_) {
+            watch_.reset();
+            update_watch();
+        }
+    }
+    clock::duration slow_callback_duration() const noexcept { return slow_threshold_; }
+    void set_slow_callback_handler(slow_callback_handler fn) {
+        slow_handler_ = fn ? std::move(fn) : slow_callback_handler(&default_slow_callback_handler);
+    }
+
+    // --- running ------------------------------------------------------------------
+    /// Makes this the loop of the calling thread (std::logic_error if one runs).
+    void enter();
+    void leave() noexcept;
+    /// One iteration: poll, due timers, remote completions, ready steps.
+    void run_once();
+    void run_forever();
+    void stop() noexcept { stopping_ = true; }
+    bool stopping() const noexcept { return stopping_; }
+    bool is_running() const noexcept { return running_; }
+
+    // --- executors the loop knows -------------------------------------------------
+    /// The default thread pool, owned by the loop (created by its first user).
+    std::unique_ptr<executor_holder> default_pool;
+    /// What offload() uses: a thread pool (null: the default one) or a process pool.
+    thread_pool* default_thread_executor = nullptr;
+    process_pool* default_process_executor = nullptr;
+
+private:
+    void poll(bool may_block);
+    bool spin_for_completions(bool io_soon, epoll_event* evs, int& n);
+    void run_timers();
+    void drain_remote();
+    void run_step(small_function& fn);
+    void release_retired() noexcept {
+        for (task_record* t : retired_) t->release();
+        retired_.clear();
+    }
+    void report_slow(std::chrono::nanoseconds took);
+    void update_watch();
+
+    // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
+    // step schedules waits for the next iteration.
+    ring_queue<small_function> ready_;
+    intrusive_list<task_record> tasks_;
+    std::vector<task_record*> retired_;
+    bool debug_ = false;
+    std::thread::id owner_ = std::this_thread::get_id();
+
+    static int open_epoll();
+    static int open_wake_eventfd(int epfd);
+    int epfd_ = open_epoll();
+    int wakefd_ = open_wake_eventfd(epfd_);
+    bool running_ = false;
+    bool stopping_ = false;
+    bool have_pwait2_ = true;
+    unsigned skipped_polls_ = 0;
+
+    timer_heap timers_;
+    fd_table fds_{epfd_};
+    signal_set signals_;
+    remote_queue remote_{wakefd_};
+    std::size_t remote_pending_ = 0;
+    std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
+    intrusive_list<loop_observer> observers_;
+
+    std::unique_ptr<stall_watch> watch_; // debug mode, while the loop runs
+    clock::duration slow_threshold_ = std::chrono::milliseconds(100);
+    slow_callback_handler slow_handler_ = &default_slow_callback_handler;
+    exception_handler exception_handler_;
+};
+
+// --- timers -------------------------------------------------------------------------
+
+inline void callback_timer::fire() {
+    // The heap's reference is handed to this scope; a handle may hold another.
+    struct drop {
+        callback_timer* t;
+        ~drop() { t->unref(); }
+    } d{this};
+    small_function f = std::move(fn);
+    f();
+}
+
+inline void callback_timer::cancel() noexcept {
+    if (cancelled) return;
+    cancelled = true;
+    if (queued()) {
+        loop->remove_timer(this);
+        fn.reset();
+        --refs; // the heap's reference; the caller's keeps the node alive
+    }
+}
+
+inline callback_timer* loop_core::call_at(clock::time_point when, small_function fn) {
+    check_thread("event_loop::call_at");
+    auto* n = new callback_timer;
+    n->loop = this;
+    n->deadline = when;
+    n->fn = std::move(fn);
+    timers_.push(n);
+    return n;
+}
+
+// --- construction ---------------------------------------------------------------------
+
+inline int loop_core::open_epoll() {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) throw_errno("offload: epoll_create1");
+    return fd;
+}
+
+// The eventfd that other threads write to wake the loop; watched by `epfd`
+// (closed when this fails, since the constructor will not finish).
+inline int loop_core::open_wake_eventfd(int epfd) {
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        ::close(epfd);
+        throw_errno(e, "offload: eventfd");
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+    return fd;
+}
+
+inline loop_core::loop_core() : debug_(debug_env_enabled()) {}
+
+inline loop_core::~loop_core() {
+    // Tear down tasks that never finished while everything they may touch
+    // (timers, fd table) is still alive; then let finished ones report.
+    // Destroying one frame may drop the last reference to another task, so
+    // hold a reference to each victim while we go.
+    std::vector<task_record*> pending;
+    tasks_.for_each([&](task_record* t) {
+        if (!t->done) {
+            t->retain();
+            pending.push_back(t);
+        }
+    });
+    for (auto* t : pending) t->abandon();
+    release_retired();
+    while (auto* o = observers_.pop_front()) o->loop_closing();
+    for (auto* t : pending) t->release();
+    tasks_.for_each([](task_record* t) { t->detach(); });
+    // The default pool joins its workers; abandoned calls finish without
+    // posting back. Then nothing can reach the remote queue any more.
+    default_pool.reset();
+    remote_.wait_for_producers();
+    while (!ready_.empty()) ready_.pop_front(); // drop queued callbacks (and resumptions of dead frames)
+    while (!timers_.empty()) timers_.pop()->discard();
+    for (remote_node* n = remote_.take_all(); n;) std::exchange(n, n->next)->discard();
+    ::close(wakefd_);
+    ::close(epfd_);
+}
+
+inline loop_core& loop_core::require_current(const char* what) {
+    if (auto* l = current()) return *l;
+    throw std::logic_error(fmt::format("offload: {} needs a running event loop on this thread; run your coroutine "
+                                       "with offload::run(...) or event_loop::run_until_complete(...)",
+                                       what));
+}
+
+// --- cross-thread posts ---------------------------------------------------------------
+
+namespace core_impl {
+struct fn_remote_node final : remote_node {
+    small_function fn;
+    explicit fn_remote_node(small_function f) noexcept : fn(std::move(f)) {}
+    void run_on_loop() override {
+        std::unique_ptr<fn_remote_node> self(this);
+        fn();
+    }
+    void discard() noexcept override { delete this; }
+};
+} // namespace core_impl
+
+inline void loop_core::call_soon_threadsafe(small_function fn) {
+    post_remote(new core_impl::fn_remote_node(std::move(fn)));
+}
+
+// --- errors and diagnostics ------------------------------------------------------------
+
+inline void loop_core::call_exception_handler(const exception_context& c) noexcept {
+    try {
+        if (exception_handler_) {
+            exception_handler_(c);
+            return;
+        }
+    } catch (...) {
+        std::fprintf(stderr, "offload: the exception handler itself threw; reporting the original error\n");
+    }
+    std::string what = "unknown exception";
+    try {
+        if (c.exception) std::rethrow_exception(c.exception);
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+    }
+    std::string task = c.task_name.empty() ? std::string() : " (task '" + c.task_name + "')";
+    std::fprintf(stderr, "offload: %s%s: %s\n", c.message.c_str(), task.c_str(), what.c_str());
+}
+
+// Starts or stops the stall watchdog to match debug mode while the loop runs.
+inline void loop_core::update_watch() {
+    if (debug_ && running_ && !watch_)
+        watch_ = std::make_unique<stall_watch>(slow_threshold_);
+    else if ((!debug_ || !running_) && watch_)
+        watch_.reset();
+}
+
+inline void loop_core::report_slow(std::chrono::nanoseconds took) {
+    slow_callback_report r;
+    r.duration = took;
+    if (auto* c = tls.ctx) {
+        r.task_name = c->name.empty() ? std::string("<unnamed task>") : c->name;
+        r.resumed_at = tls.resumed_at;
+        r.suspended_at = c->suspended_at;
+    } else {
+        r.task_name = "<callback>";
+    }
+    try {
+        slow_handler_(r);
+    } catch (...) {
+        call_exception_handler({"exception in slow-callback handler", std::current_exception(), {}});
+    }
+}
+
+// --- running ---------------------------------------------------------------------------
+
+inline void loop_core::enter() {
+    if (tls.loop)
+        throw std::logic_error("offload: an event loop is already running on this thread; a loop cannot be "
+                               "run from inside a running loop (co_await the task instead of running it)");
+    owner_ = std::this_thread::get_id();
+    tls.loop = this;
+    running_ = true;
+    stopping_ = false;
+    update_watch();
+}
+
+inline void loop_core::leave() noexcept {
+    tls.loop = nullptr;
+    tls.ctx = nullptr;
+    running_ = false;
+    stopping_ = false;
+    watch_.reset();
+}
+
+inline void loop_core::run_forever() {
+    enter();
+    struct guard {
+        loop_core* l;
+        ~guard() { l->leave(); }
+    } g{this};
+    while (!stopping_) run_once();
+}
+
+inline void loop_core::run_once() {
+    // While work is ready, skip the (non-blocking) epoll call for a few
+    // iterations: it costs a syscall (~0.1 µs) per iteration, the dominant
+    // cost of a task that yields or a callback chain. I/O waits at most
+    // poll_every iterations.
+    constexpr unsigned poll_every = 32;
+    if (ready_.empty() || stopping_ || ++skipped_polls_ >= poll_every) {
+        skipped_polls_ = 0;
+        poll(ready_.empty() && !stopping_);
+    }
+    run_timers();
+    drain_remote();
+    // Run what is ready now; what those steps schedule waits for the next iteration.
+    for (std::size_t n = ready_.size(); n > 0 && !ready_.empty(); --n) {
+        small_function fn = std::move(ready_.front());
+        ready_.pop_front();
+        run_step(fn);
+    }
+}
+
+inline void loop_core::run_step(small_function& fn) {
+    tls.ctx = nullptr;
+    // No clock here: in debug mode the stall watchdog flags a long step (see stall_watch.hpp).
+    std::uint64_t id = watch_ ? watch_->step_begin() : 0;
+    try {
+        fn();
+    } catch (...) {
+        call_exception_handler({"exception in callback", std::current_exception(), {}});
+    }
+    if (watch_) {
+        auto took = watch_->step_end(id);
+        if (took >= slow_threshold_) report_slow(took);
+    }
+    tls.ctx = nullptr;
+    if (!retired_.empty()) release_retired();
+}
+
+// Completions are due from other threads or processes: spin a little before
+// paying for a sleep and a wake-up (about 20-50 µs across cores). Expected fd
+// events are polled with a zero-timeout epoll_wait every 8 polls, and then
+// the spin yields, in case what we wait for runs on this core.
+inline bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int& n) {
+    unsigned i = 0;
+    return spin_until(spin_policy{.budget = spin_budget_}, [&] {
+        if (remote_.has_posts()) return true;
+        if (io_soon && (++i & 7) == 0) {
+            n = ::epoll_wait(epfd_, evs, 64, 0);
+            if (n > 0) return true;
+            ::sched_yield();
+        }
+        return false;
+    });
+}
+
+inline void loop_core::poll(bool may_block) {
+    // Timeout: 0 when work is ready, the next timer's distance, or forever.
+    long long timeout_ns = 0;
+    if (may_block) {
+        if (timers_.empty()) {
+            timeout_ns = -1;
+        } else {
+            auto d = timers_.top()->deadline - clock::now();
+            timeout_ns = d.count() > 0 ? std::chrono::duration_cast<std::chrono::nanoseconds>(d).count() : 0;
+        }
+    }
+    bool io_soon = false; // an observer expects an fd event (a process-pool result)
+    if (timeout_ns != 0 && spin_budget_.count() > 0)
+        observers_.for_each([&io_soon](loop_observer* o) { io_soon = io_soon || o->expects_io(); });
+    epoll_event evs[64];
+    int n = -1;
+    if (timeout_ns != 0 && (remote_pending_ > 0 || io_soon) && spin_budget_.count() > 0 &&
+        spin_for_completions(io_soon, evs, n) && n <= 0)
+        timeout_ns = 0; // a remote completion arrived
+    const bool sleeping = n <= 0 && timeout_ns != 0;
+    if (sleeping && !remote_.prepare_sleep()) timeout_ns = 0;
+    if (watch_ && sleeping && timeout_ns != 0) watch_->set_idle(true);
+    for (; n <= 0;) {
+        if (have_pwait2_) {
+            timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
+            n = ::epoll_pwait2(epfd_, evs, 64, timeout_ns < 0 ? nullptr : &ts, nullptr);
+            if (n < 0 && errno == ENOSYS) {
+                have_pwait2_ = false;
+                continue;
+            }
+        } else {
+            // Round up so we never wake before the timer is due.
+            int ms = timeout_ns < 0 ? -1 : static_cast<int>((timeout_ns + 999'999) / 1'000'000);
+            n = ::epoll_wait(epfd_, evs, 64, ms);
+        }
+        if (n >= 0 || errno != EINTR) break;
+    }
+    if (sleeping) remote_.woke();
+    if (watch_) watch_->set_idle(false);
+    if (n < 0) throw_errno("offload: epoll_wait");
+    auto step = [this](small_function& fn) { run_step(fn); };
+    for (int i = 0; i < n; ++i) {
+        int fd = evs[i].data.fd;
+        if (fd == wakefd_) {
+            std::uint64_t v;
+            [[maybe_unused]] auto r = ::read(wakefd_, &v, sizeof v);
+        } else if (fd == signals_.fd()) {
+            signals_.dispatch(step);
+        } else {
+            fds_.dispatch(fd, evs[i].events, step);
+        }
+    }
+}
+
+inline void loop_core::run_timers() {
+    if (timers_.empty()) return;
+    auto now = clock::now();
+    // Only timers due now: one that re-arms itself for "now" runs next iteration.
+    std::size_t budget = timers_.size();
+    while (budget-- > 0 && !timers_.empty() && timers_.top()->deadline <= now) {
+        timer_node* t = timers_.pop();
+        small_function step([t] { t->fire(); });
+        run_step(step);
+    }
+}
+
+inline void loop_core::drain_remote() {
+    remote_node* fifo = remote_.take_all();
+    if (!fifo) return;
+    // A step that runs the node, or discards it if the loop dies first.
+    struct remote_step {
+        remote_node* n;
+        explicit remote_step(remote_node* node) noexcept : n(node) {}
+        remote_step(remote_step&& o) noexcept : n(std::exchange(o.n, nullptr)) {}
+        ~remote_step() {
+            if (n) n->discard();
+        }
+        void operator()() { std::exchange(n, nullptr)->run_on_loop(); }
+    };
+    while (fifo) ready_.emplace_back(remote_step(std::exchange(fifo, fifo->next)));
+}
+
+} // namespace offload::detail

@@ -1,0 +1,117 @@
+// offload/detail/loop/fd_table.hpp — the loop's fd registrations: one reader
+// and one writer callback per fd, mirrored into the loop's epoll set. A
+// callback runs out of its slot (it may remove or replace itself, or grow the
+// table) and goes back only if nobody touched that slot meanwhile.
+#pragma once
+
+#include <offload/detail/base/small_function.hpp>
+
+#include <fmt/core.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <sys/epoll.h>
+#include <system_error>
+#include <vector>
+
+namespace offload::detail {
+
+class fd_table {
+public:
+    /// Registrations go into `epfd` (owned by the loop).
+    explicit fd_table(int epfd) noexcept : epfd_(epfd) {}
+
+    /// Calls `fn` whenever `fd` is ready for `write` (or reading). Replaces an
+    /// earlier callback, unless `exclusive`: then a second one is an error.
+    void set(int fd, bool write, small_function fn, bool exclusive) {
+        if (fd < 0) throw std::invalid_argument(fmt::format("offload: invalid fd {} passed to the event loop", fd));
+        if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(static_cast<std::size_t>(fd) + 1);
+        entry& e = fds_[static_cast<std::size_t>(fd)];
+        if (exclusive && e.cb[write])
+            throw std::logic_error(fmt::format("offload: fd {} already has a {}; only one task can wait for the same "
+                                               "fd direction at a time",
+                                               fd, write ? "writer" : "reader"));
+        small_function old = std::move(e.cb[write]);
+        const bool was_running = std::exchange(e.running[write], false);
+        e.cb[write] = std::move(fn);
+        ++e.gen[write];
+        try {
+            update(fd, e);
+        } catch (...) {
+            e.cb[write] = std::move(old);
+            e.running[write] = was_running;
+            throw;
+        }
+    }
+
+    /// Removes the callback of `fd` for `write`; true if there was one.
+    bool clear(int fd, bool write) noexcept {
+        if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return false;
+        entry& e = fds_[static_cast<std::size_t>(fd)];
+        // A callback that removes itself while it runs was registered, too.
+        bool had = static_cast<bool>(e.cb[write]) || std::exchange(e.running[write], false);
+        ++e.gen[write];
+        small_function old = std::move(e.cb[write]);
+        try {
+            update(fd, e);
+        } catch (...) {
+            e.events = 0;
+        }
+        return had;
+    }
+
+    /// Runs the callbacks that `ev` (epoll events of `fd`) makes ready, each
+    /// through `run_step(small_function&)`.
+    template <class RunStep>
+    void dispatch(int fd, std::uint32_t ev, RunStep&& run_step) {
+        const bool ready[2] = {(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0, (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0};
+        for (int w = 0; w < 2; ++w) {
+            if (!ready[w] || static_cast<std::size_t>(fd) >= fds_.size()) continue;
+            entry& e = fds_[static_cast<std::size_t>(fd)];
+            if (!e.cb[w]) continue;
+            unsigned gen = e.gen[w];
+            small_function fn = std::move(e.cb[w]);
+            e.running[w] = true; // still registered: update() keeps watching it
+            run_step(fn);
+            entry& again = fds_[static_cast<std::size_t>(fd)]; // the table may have grown
+            again.running[w] = false;
+            if (again.gen[w] == gen && !again.cb[w]) again.cb[w] = std::move(fn);
+        }
+    }
+
+private:
+    struct entry {
+        small_function cb[2];             // reader, writer
+        unsigned gen[2] = {0, 0};         // bumped on every set/clear, to spot changes made by a callback
+        bool running[2] = {false, false}; // cb[i] is out of its slot, running in dispatch (still registered)
+        std::uint32_t events = 0;         // what epoll watches now
+    };
+
+    void update(int fd, entry& e) {
+        std::uint32_t want = (e.cb[0] || e.running[0] ? EPOLLIN : 0u) | (e.cb[1] || e.running[1] ? EPOLLOUT : 0u);
+        if (want == e.events) return;
+        epoll_event ev{};
+        ev.events = want;
+        ev.data.fd = fd;
+        int op = e.events == 0 ? EPOLL_CTL_ADD : (want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
+        if (::epoll_ctl(epfd_, op, fd, &ev) < 0) {
+            if (op == EPOLL_CTL_DEL) { // the fd may already be closed; epoll forgot it then
+                e.events = 0;
+                return;
+            }
+            int err = errno;
+            throw std::system_error(err, std::generic_category(),
+                                    fmt::format("offload: cannot watch fd {} with epoll (regular files and closed "
+                                                "fds cannot be watched; use to_thread for file I/O)",
+                                                fd));
+        }
+        e.events = want;
+    }
+
+    int epfd_;
+    std::vector<entry> fds_;
+};
+
+} // namespace offload::detail

@@ -1,0 +1,75 @@
+// offload/detail/loop/task_context.hpp — what the loop knows about the task
+// whose step is running: its cancellation context, and the per-thread
+// "which loop, which task" state every awaitable reads.
+//
+// Cancellation protocol: a running task is described by a task_context. When
+// the task suspends on a cancellable awaitable, the awaitable registers itself
+// as `ctx->waiter`. task_context::request_cancel() then calls waiter->cancel(),
+// which unlinks the waiter from whatever it waits on and schedules the task so
+// that the await throws cancelled_error. When the task is not suspended on a
+// waiter (it is running, or its wake-up is already queued), the request is
+// remembered in `cancel_pending` and thrown at the next suspension point: an
+// outcome that already arrived (a permit, a queue item) is never thrown away.
+#pragma once
+
+#include <offload/detail/base/intrusive_list.hpp>
+
+#include <source_location>
+#include <string>
+
+namespace offload::detail {
+
+class loop_core;
+
+/// A suspension point that can be cancelled.
+struct cancellable {
+    /// Unlinks the waiter and arranges for its task to resume with cancelled_error
+    /// (or forwards the request, for a waiter that waits on another task).
+    virtual void cancel() noexcept = 0;
+
+protected:
+    ~cancellable() = default;
+};
+
+/// State of one scheduled task (the root of a chain of awaited task<T>s).
+struct task_context {
+    loop_core* loop = nullptr;
+    cancellable* waiter = nullptr; // set while suspended on a cancellable awaitable
+    bool cancel_pending = false;   // a cancel that arrived while no waiter was registered
+    std::string name;
+    std::source_location suspended_at{}; // where the task last suspended (debug reports)
+
+    void request_cancel() noexcept {
+        if (waiter)
+            waiter->cancel();
+        else
+            cancel_pending = true;
+    }
+};
+
+/// A scheduled task as the loop sees it: the loop keeps a list of every task
+/// it owns, to cancel leftovers (run) and to tear down pending frames.
+struct task_record : task_context, list_hook {
+    bool done = false;
+    /// Destroys the frame of a task that never finished (loop teardown).
+    virtual void abandon() noexcept = 0;
+    /// The loop is going away: report what must be reported, forget the loop.
+    virtual void detach() noexcept = 0;
+    /// Drops a reference (the loop's, once the task finished).
+    virtual void release() noexcept = 0;
+    /// Takes a reference.
+    virtual void retain() noexcept = 0;
+
+protected:
+    ~task_record() = default;
+};
+
+/// What runs on this thread right now.
+struct thread_state {
+    loop_core* loop = nullptr;         // the loop running on this thread, if any
+    task_context* ctx = nullptr;       // the task whose step is running, if any
+    std::source_location resumed_at{}; // where that task resumed (debug reports)
+};
+inline thread_local thread_state tls;
+
+} // namespace offload::detail

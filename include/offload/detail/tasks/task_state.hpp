@@ -1,0 +1,237 @@
+// offload/detail/tasks/task_state.hpp — what create_task builds: a reference-counted
+// task_state<T> (result, waiters, cancellation context) and a small runner
+// coroutine that awaits the user's task<T> and completes the state. The
+// runner's frame, and with it the user's frames, is destroyed as soon as the
+// task finishes; the state lives on while a task_handle refers to it.
+#pragma once
+
+#include <offload/detail/base/intrusive_list.hpp>
+#include <offload/detail/base/type_traits.hpp>
+#include <offload/detail/loop/core.hpp>
+#include <offload/detail/loop/waiter.hpp>
+#include <offload/errors.hpp>
+#include <offload/task.hpp>
+
+#include <coroutine>
+#include <source_location>
+#include <stdexcept>
+
+#include <exception>
+#include <optional>
+#include <string>
+#include <type_traits>
+
+namespace offload::detail {
+
+/// Something to tell when a task finishes (an awaiter of a task_handle, gather, task_group).
+struct done_listener : list_hook {
+    /// Called once, on the loop thread, after the listener was unlinked.
+    virtual void on_done() noexcept = 0;
+
+protected:
+    ~done_listener() { intrusive_list<done_listener>::erase(this); }
+};
+
+class task_state_base : public task_record {
+public:
+    task_state_base(loop_core& l, std::string n) : el_(&l) {
+        loop = &l;
+        name = std::move(n);
+        l.tasks().push_back(this);
+    }
+    task_state_base(const task_state_base&) = delete;
+    task_state_base& operator=(const task_state_base&) = delete;
+
+    void retain() noexcept override { ++refs_; }
+    void release() noexcept override {
+        if (--refs_ == 0) delete this;
+    }
+
+    bool cancelled() const noexcept { return done && was_cancelled_; }
+    bool failed() const noexcept { return done && exception_ && !was_cancelled_; }
+    const std::exception_ptr& exception() const noexcept { return exception_; }
+    loop_core* owner() const noexcept { return el_; }
+
+    void add_listener(done_listener* l) noexcept { listeners_.push_back(l); }
+
+    /// Rethrows the task's exception, if any; marks it retrieved.
+    void rethrow_if_failed() {
+        retrieved_ = true;
+        if (exception_) std::rethrow_exception(exception_);
+    }
+    void mark_retrieved() noexcept { retrieved_ = true; }
+
+    // runner side
+    void set_exception(std::exception_ptr e) noexcept { exception_ = std::move(e); }
+    void complete() noexcept {
+        done = true;
+        waiter = nullptr;
+        if (exception_) {
+            try {
+                std::rethrow_exception(exception_);
+            } catch (const cancelled_error&) {
+                was_cancelled_ = true;
+            } catch (...) {
+            }
+        }
+        while (done_listener* l = listeners_.pop_front()) l->on_done();
+        el_->retire(this); // the loop's reference, dropped after this step
+    }
+
+    std::coroutine_handle<> runner;
+
+protected:
+    virtual ~task_state_base() {
+        report_if_unobserved();
+        if (el_) intrusive_list<task_record>::erase(this);
+    }
+
+private:
+    void abandon() noexcept override {
+        done = true;
+        was_cancelled_ = true;
+        if (runner) std::exchange(runner, {}).destroy();
+        release(); // the loop's reference: this task will never complete
+    }
+    void detach() noexcept override {
+        report_if_unobserved();
+        intrusive_list<task_record>::erase(this);
+        el_ = nullptr;
+        loop = nullptr;
+    }
+    void report_if_unobserved() noexcept {
+        if (el_ && failed() && !retrieved_) {
+            retrieved_ = true;
+            el_->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
+        }
+    }
+
+    loop_core* el_;
+    int refs_ = 1; // the loop's reference while the task runs
+    std::exception_ptr exception_;
+    bool was_cancelled_ = false;
+    bool retrieved_ = false;
+    intrusive_list<done_listener> listeners_;
+};
+
+template <class T>
+class task_state final : public task_state_base {
+public:
+    using task_state_base::task_state_base;
+
+    /// The result (copied, so several awaiters can read it; moved if T is move-only).
+    T result() {
+        rethrow_if_failed();
+        if constexpr (!std::is_void_v<T>) {
+            if constexpr (std::is_copy_constructible_v<T>) {
+                return *value;
+            } else {
+                if (!value)
+                    throw std::logic_error("offload: the move-only result of this task was already taken by an "
+                                           "earlier await; await a move-only task's handle once");
+                T v = std::move(*value);
+                value.reset();
+                return v;
+            }
+        }
+    }
+
+    std::optional<value_or_monostate_t<T>> value;
+};
+
+/// The coroutine that drives a task<T> as a scheduled task.
+struct root_runner {
+    struct promise_type {
+        task_state_base* st;
+        template <class S, class... A>
+        explicit promise_type(S* s, A&...) noexcept : st(s) {}
+
+        root_runner get_return_object() noexcept {
+            return {std::coroutine_handle<promise_type>::from_promise(*this)};
+        }
+        std::suspend_always initial_suspend() const noexcept { return {}; }
+        struct final_awaiter {
+            bool await_ready() const noexcept { return false; }
+            void await_suspend(std::coroutine_handle<promise_type> h) const noexcept {
+                task_state_base* st = h.promise().st;
+                st->runner = {};
+                h.destroy(); // the user's frames go now, before anyone is told
+                st->complete();
+            }
+            void await_resume() const noexcept {}
+        };
+        final_awaiter final_suspend() const noexcept { return {}; }
+        void return_void() const noexcept {}
+        void unhandled_exception() noexcept { st->set_exception(std::current_exception()); }
+    };
+    std::coroutine_handle<promise_type> h;
+};
+
+template <class T>
+root_runner run_root(task_state<T>* st, task<T> t) {
+    // Cancelled before its first step: the body never runs (as in asyncio).
+    if (st->cancel_pending) {
+        st->cancel_pending = false;
+        throw cancelled_error();
+    }
+    if constexpr (std::is_void_v<T>)
+        co_await std::move(t);
+    else
+        st->value.emplace(co_await std::move(t));
+}
+
+/// Schedules `t` on `loop`; the returned state holds one reference (the loop's).
+template <class T>
+task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
+    loop.check_thread("create_task");
+    if (!t.valid())
+        throw std::logic_error("offload: create_task was given an empty or already awaited task; pass the task "
+                               "that the coroutine call returned, once");
+    auto* st = new task_state<T>(loop, std::move(name));
+    st->runner = run_root<T>(st, std::move(t)).h;
+    loop.schedule(st, st->runner);
+    return st;
+}
+
+/// Awaits a task_state: gives its result; cancelling the awaiting task cancels
+/// the awaited one and keeps waiting for it to unwind (asyncio semantics).
+template <class T>
+struct join_awaiter final : waiter, done_listener {
+    task_state<T>* st;
+    join_awaiter(task_state<T>* s, std::source_location loc) : waiter(loc), st(s) {}
+    join_awaiter(const join_awaiter&) = delete;
+    join_awaiter& operator=(const join_awaiter&) = delete;
+
+    bool await_ready() const noexcept { return st->done; }
+    bool await_suspend(std::coroutine_handle<> h) {
+        if (!arm(h)) return false;
+        st->add_listener(this);
+        return true;
+    }
+    T await_resume() {
+        throw_if_cancelled();
+        return st->result();
+    }
+    void on_done() noexcept override { wake(); }
+    void cancel() noexcept override { st->request_cancel(); }
+};
+
+/// Awaits the end of a task, whatever its outcome (the outcome stays unretrieved).
+struct done_awaiter final : waiter, done_listener {
+    task_state_base* st;
+    done_awaiter(task_state_base* s, std::source_location loc) : waiter(loc), st(s) {}
+    done_awaiter(const done_awaiter&) = delete;
+    done_awaiter& operator=(const done_awaiter&) = delete;
+
+    bool await_ready() const noexcept { return st->done; }
+    bool await_suspend(std::coroutine_handle<> h) {
+        if (!arm(h)) return false;
+        st->add_listener(this);
+        return true;
+    }
+    void await_resume() const { throw_if_cancelled(); }
+    void on_done() noexcept override { wake(); }
+    void cancel() noexcept override { st->request_cancel(); }
+};
+
+} // namespace offload::detail

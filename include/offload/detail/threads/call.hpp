@@ -1,0 +1,164 @@
+// offload/detail/threads/call.hpp — one offloaded call as the thread pool sees it:
+// a heap node shared by the awaiting coroutine and the pool (two references),
+// whose atomic state decides every race between a worker starting it, the
+// caller cancelling it and shutdown dropping it. The same node travels back
+// to the loop as an intrusive remote completion, so a round trip allocates once.
+#pragma once
+
+#include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/type_traits.hpp>
+#include <offload/detail/loop/core.hpp>
+#include <offload/detail/loop/remote_queue.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <stop_token>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace offload::detail {
+
+// Who owns a call right now. Transitions (each a CAS, so exactly one side wins):
+//   waiting_slot -> queued            the pool granted a queue slot (bounded pools)
+//   queued       -> running           a worker claims it
+//   queued       -> dropped           the caller cancelled, or shutdown(cancel_pending) dropped it
+//   running      -> finished          the worker returns; the result travels to the loop
+//   running      -> abandoned         the caller gave up; the worker discards the result
+enum class call_state : std::uint8_t { waiting_slot, queued, running, finished, dropped, abandoned };
+
+/// The loop-side receiver of a job's events (the awaiter).
+struct call_listener {
+    virtual void slot_granted() noexcept = 0; // a bounded pool gave the call a queue slot
+    virtual void call_finished() noexcept = 0; // the call ran (or was dropped by shutdown)
+
+protected:
+    ~call_listener() = default;
+};
+
+struct thread_call;
+
+/// The pool side of a bounded queue.
+struct slot_source {
+    /// A call that was granted a slot will not be queued after all (its caller
+    /// gave up): count it as cancelled, pass the slot on, drop the pool's reference.
+    virtual void return_slot(thread_call* j) noexcept = 0;
+
+protected:
+    ~slot_source() = default;
+};
+
+struct thread_call : remote_node {
+    enum class event : std::uint8_t { none, slot, finished };
+
+    std::atomic<call_state> state{call_state::queued};
+    std::atomic<int> refs{1}; // the awaiter's; the pool adds its own when it takes the job
+    loop_core* loop = nullptr;
+    slot_source* slots = nullptr;     // set while the job waits for a slot of a bounded pool
+    call_listener* listener = nullptr; // loop thread only; null once the awaiter is gone
+    event posted = event::none;       // what the remote completion carries
+    bool closed = false;              // dropped by shutdown: resolves with executor_closed
+    bool failed = false;              // the call threw
+    std::exception_ptr error;
+    clock::time_point enqueued{};
+
+    thread_call() = default;
+    thread_call(const thread_call&) = delete;
+    thread_call& operator=(const thread_call&) = delete;
+    virtual ~thread_call() = default;
+
+    /// Worker: runs the call and stores its result or exception. Never throws.
+    virtual void execute() noexcept = 0;
+    /// Asks a running call that accepts a std::stop_token to stop.
+    virtual void request_stop() noexcept {}
+
+    void unref() noexcept {
+        // acq_rel: the last owner must see every write the others made.
+        if (refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+
+    void run_on_loop() override {
+        event e = std::exchange(posted, event::none);
+        if (e == event::slot) {
+            if (listener) {
+                listener->slot_granted();
+            } else { // the awaiter is gone: give the slot back, nothing to queue
+                loop->expect_remote(-1);
+                slots->return_slot(this); // drops the pool's reference
+            }
+            return;
+        }
+        loop->expect_remote(-1);
+        if (listener) listener->call_finished();
+        unref();
+    }
+    void discard() noexcept override { unref(); }
+};
+
+/// A call of `F` with decay-copied arguments; if F takes a std::stop_token
+/// first, it receives one that cancellation requests.
+template <class F, class... A>
+struct bound_call;
+
+// Like std::thread, the callable and the decay-copied arguments are passed as rvalues.
+template <class F, class... A>
+inline constexpr bool takes_stop_token_v = std::is_invocable_v<F, std::stop_token, A...>;
+
+template <class F, class... A>
+using call_result_t = typename std::conditional_t<takes_stop_token_v<F, A...>, std::invoke_result<F, std::stop_token, A...>,
+                                                  std::invoke_result<F, A...>>::type;
+
+template <class R>
+struct result_call : thread_call {
+    std::optional<value_or_monostate_t<R>> result;
+
+    R take() {
+        if (error) std::rethrow_exception(error);
+        if constexpr (!std::is_void_v<R>) return std::move(*result);
+    }
+};
+
+template <class F, class... A>
+struct bound_call final : result_call<call_result_t<F, A...>> {
+    using R = call_result_t<F, A...>;
+    static constexpr bool stoppable = takes_stop_token_v<F, A...>;
+
+    F fn;
+    std::tuple<A...> args;
+    [[no_unique_address]] std::conditional_t<stoppable, std::stop_source, std::monostate> stop;
+
+    template <class G, class... B>
+    explicit bound_call(G&& g, B&&... b) : fn(std::forward<G>(g)), args(std::forward<B>(b)...) {}
+
+    void execute() noexcept override {
+        try {
+            auto call = [this]() -> decltype(auto) {
+                if constexpr (stoppable)
+                    return std::apply(
+                        [this](A&... a) -> R { return std::invoke(std::move(fn), stop.get_token(), std::move(a)...); },
+                        args);
+                else
+                    return std::apply([this](A&... a) -> R { return std::invoke(std::move(fn), std::move(a)...); },
+                                      args);
+            };
+            if constexpr (std::is_void_v<R>) {
+                call();
+                this->result.emplace();
+            } else {
+                this->result.emplace(call());
+            }
+        } catch (...) {
+            this->error = std::current_exception();
+            this->failed = true;
+        }
+    }
+    void request_stop() noexcept override {
+        if constexpr (stoppable) stop.request_stop();
+    }
+};
+
+} // namespace offload::detail
