@@ -1,6 +1,8 @@
-// Tests for offload/executor.hpp: the executor concept, the stats formatter,
-// and percentiles_of over a latency histogram.
+// Tests for offload/executor.hpp: the executor concept, executor_work, the
+// stats formatter, and percentiles_of over a latency histogram.
 #include <offload/executor.hpp>
+
+#include "user_executor.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -15,10 +17,24 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// The least an executor needs: stats() and shutdown().
+/// The least an executor needs: stats(), shutdown() and execute().
 struct trivial_executor {
     offload::executor_stats stats() const { return {}; }
     void shutdown(bool /*wait*/ = true, bool /*cancel_pending*/ = false) {}
+    void execute(offload::executor_work w) { w(); }
+};
+
+/// stats() and shutdown() but no way to run anything: not an executor.
+struct no_execute {
+    offload::executor_stats stats() const { return {}; }
+    void shutdown(bool /*wait*/ = true, bool /*cancel_pending*/ = false) {}
+};
+
+/// execute() that takes something else.
+struct wrong_execute {
+    offload::executor_stats stats() const { return {}; }
+    void shutdown(bool /*wait*/ = true, bool /*cancel_pending*/ = false) {}
+    void execute(int) {}
 };
 
 /// stats() of the wrong type.
@@ -40,8 +56,12 @@ static_assert(offload::executor<trivial_executor>);
 static_assert(!offload::executor<int>);
 static_assert(!offload::executor<wrong_stats>);
 static_assert(!offload::executor<no_shutdown>);
+static_assert(!offload::executor<no_execute>);
+static_assert(!offload::executor<wrong_execute>);
+static_assert(offload::executor<offload_test::user_executor>);
+static_assert(!offload::executor<std::string>);
 
-TEST_CASE("executor: a type with stats() and shutdown() satisfies the concept", "[executor]") {
+TEST_CASE("executor: a type with stats(), shutdown() and execute() satisfies the concept", "[executor]") {
     STATIC_REQUIRE(offload::executor<trivial_executor>);
     STATIC_REQUIRE_FALSE(offload::executor<int>);
     trivial_executor e;

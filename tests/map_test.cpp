@@ -3,6 +3,8 @@
 #include <offload/run.hpp>
 #include <offload/task_handle.hpp>
 
+#include "user_executor.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -63,4 +65,16 @@ TEST_CASE("map: a failing element fails the map with its exception type", "[map]
                                                 in, 10),
                           std::out_of_range);
     }(pool, in));
+}
+
+TEST_CASE("map: runs over an executor of the user's, in chunks, results in input order", "[map][executor]") {
+    offload_test::user_executor ex;
+    std::vector<int> in(1000);
+    std::iota(in.begin(), in.end(), 0);
+    auto out = offload::run([](offload_test::user_executor& ex, std::vector<int> in) -> offload::task<std::vector<long>> {
+        co_return co_await offload::map(ex, [](const int& x) { return long(x) * x; }, in, 64);
+    }(ex, in));
+    REQUIRE(out.size() == in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) REQUIRE(out[i] == long(in[i]) * in[i]);
+    CHECK(ex.stats().submitted == 16); // ceil(1000 / 64) calls
 }

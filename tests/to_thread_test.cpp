@@ -7,6 +7,8 @@
 #include <offload/task_handle.hpp>
 #include <offload/wait_for.hpp>
 
+#include "user_executor.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -389,4 +391,91 @@ TEST_CASE("thread_pool: stats add up after a random mix of calls, cancels and ti
     CHECK(s.max_queued <= 64);
     CHECK(s.failed > 0);
     CHECK(s.cancelled > 0);
+}
+
+// --- an executor of the user's --------------------------------------------------------
+
+TEST_CASE("run_in_executor: an executor of the user's runs calls, values and exceptions come back",
+          "[to_thread][executor]") {
+    offload_test::user_executor ex;
+    run([](offload_test::user_executor& ex) -> task<> {
+        int v = co_await run_in_executor(ex, [](int a, int b) { return a * b; }, 6, 7);
+        CHECK(v == 42);
+        auto id = co_await run_in_executor(ex, [] { return std::this_thread::get_id(); });
+        CHECK(id != std::this_thread::get_id());
+        co_await run_in_executor(ex, [] {}); // void
+        auto p = co_await run_in_executor(ex, [](std::unique_ptr<int> q) { return q; }, std::make_unique<int>(5));
+        CHECK(*p == 5);
+        REQUIRE_THROWS_AS(co_await run_in_executor(ex, [] { throw custom_error("boom"); }), custom_error);
+        auto [a, b] = co_await gather(run_in_executor(ex, [] { return 1; }), run_in_executor(ex, [] { return 2; }));
+        CHECK(a + b == 3);
+    }(ex));
+    ex.shutdown(true, false); // its thread counts a call after the call has resumed us
+    CHECK(ex.stats().completed == 7);
+}
+
+TEST_CASE("run_in_executor: a call cancelled while it waits in a user executor's queue never runs",
+          "[to_thread][executor][cancel]") {
+    offload_test::user_executor ex;
+    std::atomic<int> ran{0};
+    ex.hold(true);
+    run([](offload_test::user_executor& ex, std::atomic<int>& ran) -> task<> {
+        auto queued = create_task([](offload_test::user_executor& e, std::atomic<int>& r) -> task<> {
+            co_await run_in_executor(e, [&r] { r.fetch_add(1); });
+        }, std::ref(ex), std::ref(ran));
+        bool in_queue = co_await eventually([&] { return ex.queued() == 1; });
+        REQUIRE(in_queue);
+        queued.cancel();
+        REQUIRE_THROWS_AS(co_await queued, cancelled_error);
+        ex.hold(false); // the work runs now, and must do nothing
+        bool drained = co_await eventually([&] { return ex.stats().completed == 1; });
+        CHECK(drained);
+    }(ex, ran));
+    CHECK(ran.load() == 0);
+}
+
+TEST_CASE("run_in_executor: work a user executor drops unrun resolves with executor_closed", "[to_thread][executor]") {
+    offload_test::user_executor ex;
+    ex.hold(true);
+    run([](offload_test::user_executor& ex) -> task<> {
+        auto call = create_task([](offload_test::user_executor& e) -> task<int> {
+            co_return co_await run_in_executor(e, [] { return 1; });
+        }, std::ref(ex));
+        bool in_queue = co_await eventually([&] { return ex.queued() == 1; });
+        REQUIRE(in_queue);
+        ex.drop_queued();
+        REQUIRE_THROWS_AS(co_await call, executor_closed);
+    }(ex));
+}
+
+TEST_CASE("run_in_executor: an exception from a user executor's execute() reaches the awaiter",
+          "[to_thread][executor]") {
+    offload_test::user_executor ex;
+    ex.refuse(true);
+    run([](offload_test::user_executor& ex) -> task<> {
+        try {
+            co_await run_in_executor(ex, [] { return 1; });
+            FAIL("execute() threw, the await did not");
+        } catch (const std::runtime_error& e) {
+            CHECK(std::string(e.what()) == "user_executor: refusing work");
+        }
+        ex.refuse(false);
+        int v = co_await run_in_executor(ex, [] { return 3; });
+        CHECK(v == 3);
+    }(ex));
+}
+
+TEST_CASE("run_in_executor: a stop_token call on a user executor is asked to stop by wait_for",
+          "[to_thread][executor][wait_for]") {
+    offload_test::user_executor ex;
+    std::atomic<bool> saw_stop{false};
+    run([](offload_test::user_executor& ex, std::atomic<bool>& saw) -> task<> {
+        auto slow = [&saw](std::stop_token st) {
+            while (!st.stop_requested()) std::this_thread::sleep_for(1ms);
+            saw = true;
+        };
+        REQUIRE_THROWS_AS(co_await wait_for(run_in_executor(ex, slow), 20ms), timeout_error);
+    }(ex, saw_stop));
+    ex.shutdown(true, false);
+    CHECK(saw_stop.load());
 }

@@ -83,7 +83,7 @@ public:
                                        ". Run it on a thread with offload::to_thread(...), or pass a function "
                                        "pointer with serializable arguments and result");
         }
-        return start<thread_call>(h, parts, nullptr, &resolve_default_thread_executor);
+        return start<thread_call>(h, parts, call_queue{}, &resolve_default_thread_executor);
     }
 
     result_type await_resume() {

@@ -1,5 +1,6 @@
 // offload/executor.hpp — the vocabulary every executor shares: the
-// `executor` concept that run_in_executor accepts, and `executor_stats`, the
+// `executor` concept that run_in_executor accepts (with executor_work, what
+// an executor of your own receives), and `executor_stats`, the
 // counters and latency percentiles that thread_pool and process_pool report
 // (asyncio has no such numbers; these are what you need to size a pool).
 // to_string / fmt::formatter print the stats as one line for logs.
@@ -86,12 +87,92 @@ struct executor_stats {
     latency_percentiles run_time{};
 };
 
-/// An executor: something run_in_executor can hand work to.
-template <class E>
-concept executor = requires(E& e) {
-    { e.stats() } -> std::same_as<executor_stats>;
-    e.shutdown();
+namespace detail {
+/// One offloaded call as an executor_work carries it (a thread call implements it).
+struct work_item {
+    /// Runs the call (or skips it, if it was cancelled meanwhile) and sends the outcome home.
+    virtual void run() noexcept = 0;
+    /// The executor will never run it: the call resolves with executor_closed.
+    virtual void drop() noexcept = 0;
+
+protected:
+    ~work_item() = default;
 };
+
+/// True for the library's own executors (thread_pool, process_pool), which
+/// run_in_executor drives directly; specialized next to each of them.
+template <class E>
+inline constexpr bool is_builtin_executor_v = false;
+
+template <class>
+inline constexpr bool always_false_v = false;
+
+struct executor_work_access;
+} // namespace detail
+
+/// One offloaded call handed to an executor you wrote: call it once, on any
+/// thread of yours. It runs the callable, stores the result (or the
+/// exception) and resumes the awaiting task on its own loop. If the call was
+/// cancelled while it waited in your queue, calling it does nothing.
+/// Destroying it without calling it (your executor shut down, say) makes the
+/// await throw executor_closed. Move-only.
+/// Example: `void execute(offload::executor_work w) { queue_.push(std::move(w)); }`
+class executor_work {
+public:
+    executor_work(executor_work&& o) noexcept : item_(o.item_) { o.item_ = nullptr; }
+    executor_work& operator=(executor_work&& o) noexcept {
+        if (this != &o) {
+            if (item_) item_->drop();
+            item_ = o.item_;
+            o.item_ = nullptr;
+        }
+        return *this;
+    }
+    executor_work(const executor_work&) = delete;
+    executor_work& operator=(const executor_work&) = delete;
+    ~executor_work() {
+        if (item_) item_->drop();
+    }
+
+    /// Runs the call. Calling an empty (moved-from or already run) work does nothing.
+    void operator()() noexcept {
+        if (detail::work_item* i = item_) {
+            item_ = nullptr;
+            i->run();
+        }
+    }
+    /// True until the work has been run, moved from or dropped.
+    explicit operator bool() const noexcept { return item_ != nullptr; }
+
+private:
+    friend struct detail::executor_work_access;
+    explicit executor_work(detail::work_item* item) noexcept : item_(item) {}
+    detail::work_item* item_;
+};
+
+/// An executor: something run_in_executor, map and stats can hand work to.
+/// thread_pool and process_pool model it; so does a type of yours with
+///     executor_stats stats() const;       // what it has done (zeros are fine)
+///     void shutdown(bool wait, bool cancel_pending);
+///     void execute(offload::executor_work w);   // run w() once on some thread
+/// Calls that run_in_executor gives such an executor follow to_thread's
+/// contract (any callable, decay-copied arguments, std::stop_token).
+template <class E>
+concept executor = requires(E& e, const E& ce) {
+    { ce.stats() } -> std::same_as<executor_stats>;
+    e.shutdown(true, false);
+} && (detail::is_builtin_executor_v<E> || requires(E& e, executor_work w) { e.execute(std::move(w)); });
+
+namespace detail {
+/// Wraps a work item (whose reference the work then owns).
+struct executor_work_access {
+    static executor_work adopt(work_item* item) noexcept { return executor_work(item); }
+};
+
+/// An executor of the user's: it runs calls through execute(executor_work).
+template <class E>
+concept user_executor = executor<E> && !is_builtin_executor_v<E>;
+} // namespace detail
 
 namespace detail {
 

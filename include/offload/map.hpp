@@ -2,7 +2,8 @@
 // returns results in input order. Each chunk of `chunk_size` items is one
 // call on the executor, so the per-call hand-off is paid once per chunk
 // (the seeds' main lever against IPC cost). This header has map for thread
-// pools; map for a process pool is in <offload/process_pool.hpp>.
+// pools and executors of your own; map for a process pool is in
+// <offload/process_pool.hpp>.
 #pragma once
 
 #include <offload/detail/tasks/chunks.hpp>
@@ -11,6 +12,7 @@
 #include <offload/thread_pool.hpp>
 #include <offload/to_thread.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <ranges>
 #include <source_location>
@@ -49,20 +51,22 @@ task<std::vector<map_result_t<F, T>>> map_chunks(Executor& ex, F fn, std::vector
 }
 } // namespace detail
 
-/// Applies `fn` to every element of `range` on `pool`, `chunk_size` elements
-/// per call, and returns the results in input order. The elements are copied
+/// Applies `fn` to every element of `range` on `executor` (a thread_pool or an
+/// executor of your own), `chunk_size` elements per call, and returns the
+/// results in input order. The elements are copied
 /// when map is called, so the range need not outlive the returned task.
 ///
 /// Cancellation and failure: as gather — the first failing chunk cancels the
 /// others (queued chunks never run) and its exception is rethrown.
 /// Example: `auto lens = co_await map(pool, [](const std::string& s) { return s.size(); }, words, 256);`
-template <class F, std::ranges::input_range Range>
-    requires std::is_invocable_v<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&> &&
-             (!std::is_void_v<std::invoke_result_t<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&>>)
-[[nodiscard]] auto map(thread_pool& pool, F&& fn, Range&& range, std::size_t chunk_size = 1) {
+template <class E, class F, std::ranges::input_range Range>
+    requires(std::same_as<E, thread_pool> || detail::user_executor<E>) &&
+            std::is_invocable_v<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&> &&
+            (!std::is_void_v<std::invoke_result_t<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&>>)
+[[nodiscard]] auto map(E& executor, F&& fn, Range&& range, std::size_t chunk_size = 1) {
     using T = std::ranges::range_value_t<Range>;
     auto chunks = detail::split_chunks<T>(std::forward<Range>(range), chunk_size);
-    return detail::map_chunks(pool, std::decay_t<F>(std::forward<F>(fn)), std::move(chunks));
+    return detail::map_chunks(executor, std::decay_t<F>(std::forward<F>(fn)), std::move(chunks));
 }
 
 } // namespace offload

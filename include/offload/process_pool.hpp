@@ -85,6 +85,9 @@ private:
 
 namespace detail {
 inline process_pool_core& core_of(process_pool& pool) noexcept { return pool.core_; }
+
+template <>
+inline constexpr bool is_builtin_executor_v<process_pool> = true;
 } // namespace detail
 
 /// Runs `fn(args...)` in a worker process of `pool`; resumes on this loop with

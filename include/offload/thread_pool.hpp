@@ -74,6 +74,9 @@ private:
 namespace detail {
 inline thread_pool_core& core_of(thread_pool& pool) noexcept { return pool.core_; }
 
+template <>
+inline constexpr bool is_builtin_executor_v<thread_pool> = true;
+
 struct default_thread_pool_holder final : executor_holder {
     thread_pool pool;
     explicit default_thread_pool_holder(thread_pool_options o) : pool(std::move(o)) {}

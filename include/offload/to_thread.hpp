@@ -1,9 +1,9 @@
 // offload/to_thread.hpp — one co_await to move a blocking or CPU-heavy call
 // off the loop onto threads: to_thread (the loop's default thread pool,
-// asyncio.to_thread) and run_in_executor (a given thread pool). offload()
-// (the loop's default executor, thread or process pool) is in
-// <offload/default_executor.hpp>. The awaiting coroutine always resumes on its
-// own loop thread.
+// asyncio.to_thread) and run_in_executor (a given thread pool, or an
+// executor of your own). offload() (the loop's default executor, thread or
+// process pool) is in <offload/default_executor.hpp>. The awaiting coroutine
+// always resumes on its own loop thread.
 #pragma once
 
 #include <offload/detail/loop/core.hpp>
@@ -19,11 +19,11 @@ namespace offload {
 
 namespace detail {
 // Where to_thread and offload() find their pool when the call is awaited.
-inline thread_pool_core& resolve_default_thread_pool(loop_core& loop) {
-    return core_of(default_thread_pool_of(loop));
+inline call_queue resolve_default_thread_pool(loop_core& loop) {
+    return queue_of(core_of(default_thread_pool_of(loop)));
 }
-inline thread_pool_core& resolve_default_thread_executor(loop_core& loop) {
-    return loop.default_thread_executor ? core_of(*loop.default_thread_executor)
+inline call_queue resolve_default_thread_executor(loop_core& loop) {
+    return loop.default_thread_executor ? queue_of(core_of(*loop.default_thread_executor))
                                         : resolve_default_thread_pool(loop);
 }
 } // namespace detail
@@ -41,7 +41,7 @@ template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto to_thread(F&& fn, A&&... args) {
     return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        nullptr, &detail::resolve_default_thread_pool, std::source_location::current(), std::forward<F>(fn),
+        detail::call_queue{}, &detail::resolve_default_thread_pool, std::source_location::current(), std::forward<F>(fn),
         std::forward<A>(args)...);
 }
 
@@ -51,8 +51,33 @@ template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto run_in_executor(thread_pool& pool, F&& fn, A&&... args) {
     return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        &detail::core_of(pool), nullptr, std::source_location::current(), std::forward<F>(fn),
+        detail::queue_of(detail::core_of(pool)), nullptr, std::source_location::current(), std::forward<F>(fn),
         std::forward<A>(args)...);
+}
+
+/// Runs `fn(args...)` on an executor of your own (see the `executor` concept:
+/// it receives the call as an executor_work and runs it on one of its
+/// threads). Same contract as to_thread; a call cancelled while it waits in
+/// your executor's queue does nothing when run, and one your executor drops
+/// unrun (destroys its executor_work) resolves with executor_closed.
+/// Example: `int v = co_await offload::run_in_executor(my_executor, compute, 42);`
+template <class E, class F, class... A>
+    requires detail::user_executor<E> && detail::offloadable<F, A...>
+[[nodiscard]] auto run_in_executor(E& executor, F&& fn, A&&... args) {
+    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
+        detail::queue_of_user_executor(executor), nullptr, std::source_location::current(), std::forward<F>(fn),
+        std::forward<A>(args)...);
+}
+
+/// Anything else is not an executor: a compile-time error that says what is.
+template <class E, class F, class... A>
+    requires(!executor<E>)
+void run_in_executor(E&, F&&, A&&...) {
+    static_assert(detail::always_false_v<E>,
+                  "offload::run_in_executor: the first argument is not an executor. Pass a thread_pool, a "
+                  "process_pool (include <offload/process_pool.hpp>), or a type of yours with "
+                  "`executor_stats stats() const`, `void shutdown(bool wait, bool cancel_pending)` and "
+                  "`void execute(offload::executor_work)` (see the offload::executor concept)");
 }
 
 } // namespace offload

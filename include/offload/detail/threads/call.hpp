@@ -9,6 +9,7 @@
 #include <offload/detail/base/type_traits.hpp>
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/loop/remote_queue.hpp>
+#include <offload/executor.hpp>
 
 #include <atomic>
 #include <cstdint>
@@ -26,12 +27,13 @@ namespace offload::detail {
 // Who owns a call right now. Transitions (each a CAS, so exactly one side wins):
 //   waiting_slot -> queued            the pool granted a queue slot (bounded pools)
 //   queued       -> running           a worker claims it
-//   queued       -> dropped           the caller cancelled, or shutdown(cancel_pending) dropped it
+//   queued       -> dropped           the caller cancelled, shutdown(cancel_pending) dropped it,
+//                                     or a user's executor destroyed its executor_work unrun
 //   running      -> finished          the worker returns; the result travels to the loop
 //   running      -> abandoned         the caller gave up; the worker discards the result
 enum class call_state : std::uint8_t { waiting_slot, queued, running, finished, dropped, abandoned };
 
-/// The loop-side receiver of a job's events (the awaiter).
+/// The loop-side receiver of a call's events (the awaiter).
 struct call_listener {
     virtual void slot_granted() noexcept = 0; // a bounded pool gave the call a queue slot
     virtual void call_finished() noexcept = 0; // the call ran (or was dropped by shutdown)
@@ -46,19 +48,19 @@ struct thread_call;
 struct slot_source {
     /// A call that was granted a slot will not be queued after all (its caller
     /// gave up): count it as cancelled, pass the slot on, drop the pool's reference.
-    virtual void return_slot(thread_call* j) noexcept = 0;
+    virtual void return_slot(thread_call* c) noexcept = 0;
 
 protected:
     ~slot_source() = default;
 };
 
-struct thread_call : remote_node {
+struct thread_call : remote_node, work_item {
     enum class event : std::uint8_t { none, slot, finished };
 
     std::atomic<call_state> state{call_state::queued};
-    std::atomic<int> refs{1}; // the awaiter's; the pool adds its own when it takes the job
+    std::atomic<int> refs{1}; // the awaiter's; the executor adds its own when it takes the call
     loop_core* loop = nullptr;
-    slot_source* slots = nullptr;     // set while the job waits for a slot of a bounded pool
+    slot_source* slots = nullptr;      // set while the call waits for a slot of a bounded pool
     call_listener* listener = nullptr; // loop thread only; null once the awaiter is gone
     event posted = event::none;       // what the remote completion carries
     bool closed = false;              // dropped by shutdown: resolves with executor_closed
@@ -97,6 +99,33 @@ struct thread_call : remote_node {
         unref();
     }
     void discard() noexcept override { unref(); }
+
+    // As an executor_work of a user-written executor (which holds one reference).
+    void run() noexcept override {
+        auto expected = call_state::queued;
+        if (!state.compare_exchange_strong(expected, call_state::running, std::memory_order_acq_rel)) {
+            unref(); // cancelled while it waited in the executor's queue
+            return;
+        }
+        execute();
+        expected = call_state::running;
+        if (!state.compare_exchange_strong(expected, call_state::finished, std::memory_order_acq_rel)) {
+            unref(); // the caller gave up while it ran
+            return;
+        }
+        posted = event::finished;
+        loop->post_remote(this); // our reference travels with it
+    }
+    void drop() noexcept override {
+        auto expected = call_state::queued;
+        if (!state.compare_exchange_strong(expected, call_state::dropped, std::memory_order_acq_rel)) {
+            unref(); // cancelled already
+            return;
+        }
+        closed = true;
+        posted = event::finished;
+        loop->post_remote(this);
+    }
 };
 
 /// A call of `F` with decay-copied arguments; if F takes a std::stop_token

@@ -8,7 +8,7 @@
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/loop/waiter.hpp>
 #include <offload/detail/threads/call.hpp>
-#include <offload/detail/threads/pool_core.hpp>
+#include <offload/detail/threads/call_queue.hpp>
 #include <offload/errors.hpp>
 
 #include <fmt/core.h>
@@ -20,8 +20,8 @@
 
 namespace offload::detail {
 
-/// Finds the pool of a call when it is awaited (the loop's default pool, say).
-using pool_resolver = thread_pool_core& (*)(loop_core&);
+/// Finds the queue of a call when it is awaited (the loop's default pool, say).
+using queue_resolver = call_queue (*)(loop_core&);
 
 /// What a thread pool can run: fn(args...), or fn(stop_token, args...).
 template <class F, class... A>
@@ -35,8 +35,8 @@ public:
     using result_type = call_result_t<F, A...>;
 
     template <class G, class... B>
-    thread_call_awaiter(thread_pool_core* pool, pool_resolver resolve, std::source_location loc, G&& fn, B&&... args)
-        : waiter(loc), pool_(pool), resolve_(resolve), call_(new call_type(std::forward<G>(fn), std::forward<B>(args)...)) {}
+    thread_call_awaiter(call_queue queue, queue_resolver resolve, std::source_location loc, G&& fn, B&&... args)
+        : waiter(loc), pool_(queue), resolve_(resolve), call_(new call_type(std::forward<G>(fn), std::forward<B>(args)...)) {}
     // Movable until awaited (so gather and wait_for can take it).
     thread_call_awaiter(thread_call_awaiter&& o) noexcept
         : waiter(o.where), pool_(o.pool_), resolve_(o.resolve_), call_(std::exchange(o.call_, nullptr)) {}
@@ -49,10 +49,10 @@ public:
         if (!call_) throw std::logic_error("offload: an offloaded call can be awaited once");
         if (!arm(h)) return false;
         try {
-            if (resolve_) pool_ = &resolve_(*loop);
+            if (resolve_) pool_ = resolve_(*loop);
             call_->loop = loop;
             call_->listener = this;
-            bool admitted = pool_->admit(call_); // throws executor_closed
+            bool admitted = pool_.admit(call_); // throws executor_closed
             loop->expect_remote(+1);
             if (!admitted) {
                 phase_ = phase::waiting_slot;
@@ -68,17 +68,19 @@ public:
 
     result_type await_resume() {
         throw_if_cancelled();
-        if (closed_)
-            throw executor_closed(fmt::format("offload::executor_closed: thread pool '{}' shut down before this "
-                                              "call started; it never ran",
-                                              pool_->name()));
+        if (closed_) {
+            if (call_->error) std::rethrow_exception(call_->error); // the executor refused it, and said why
+            throw executor_closed(fmt::format("offload::executor_closed: {} shut down before this call started; "
+                                              "it never ran",
+                                              pool_.describe()));
+        }
         return static_cast<result_call<result_type>*>(call_)->take();
     }
 
     void cancel() noexcept override {
         switch (phase_) {
         case phase::waiting_slot:
-            if (pool_->cancel_waiting(call_)) {
+            if (pool_.cancel_waiting(call_)) {
                 finish_cancelled();
             } else { // the slot grant is on its way; give it back when it lands
                 cancel_on_grant_ = true;
@@ -86,7 +88,7 @@ public:
             }
             return;
         case phase::submitted:
-            if (pool_->cancel_queued(call_)) { // never ran, never will
+            if (pool_.cancel_queued(call_)) { // never ran, never will
                 finish_cancelled();
                 return;
             }
@@ -112,7 +114,7 @@ private:
     enum class phase { idle, waiting_slot, submitted, done };
 
     void submit(bool holds_pool_ref) noexcept {
-        if (pool_->enqueue(call_, holds_pool_ref)) {
+        if (pool_.enqueue(call_, holds_pool_ref)) {
             phase_ = phase::submitted;
         } else {
             closed_ = true;
@@ -130,7 +132,7 @@ private:
 
     void slot_granted() noexcept override {
         if (cancel_on_grant_) {
-            pool_->return_slot(call_);
+            pool_.return_slot(call_);
             phase_ = phase::done;
             loop->expect_remote(-1);
             wake_cancelled();
@@ -152,10 +154,10 @@ private:
         if (!call_) return;
         call_->listener = nullptr;
         if (phase_ == phase::waiting_slot) {
-            if (pool_->cancel_waiting(call_)) loop->expect_remote(-1);
+            if (pool_.cancel_waiting(call_)) loop->expect_remote(-1);
             // else: the grant in flight finds no listener and gives the slot back
         } else if (phase_ == phase::submitted) {
-            if (pool_->cancel_queued(call_)) {
+            if (pool_.cancel_queued(call_)) {
                 loop->expect_remote(-1);
             } else if (auto s = call_state::running;
                        call_->state.compare_exchange_strong(s, call_state::abandoned, std::memory_order_acq_rel)) {
@@ -167,8 +169,8 @@ private:
         std::exchange(call_, nullptr)->unref();
     }
 
-    thread_pool_core* pool_;
-    pool_resolver resolve_;
+    call_queue pool_;
+    queue_resolver resolve_;
     thread_call* call_;
     phase phase_ = phase::idle;
     bool closed_ = false;
