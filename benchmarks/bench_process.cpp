@@ -48,15 +48,6 @@ void check(bool ok, const char* what) {
     if (!ok) throw std::runtime_error(fmt::format("bench_process: self-check failed: {}", what));
 }
 
-const char* method_name(start_method m) {
-    switch (m) {
-    case start_method::fork: return "fork";
-    case start_method::spawn: return "spawn";
-    case start_method::forkserver: return "forkserver";
-    }
-    return "?";
-}
-
 struct payload_case {
     std::size_t bytes;
     long n; // timed round trips
@@ -265,7 +256,7 @@ int main(int argc, char** argv) {
         fmt::print("running offload...\n");
         std::vector<row> rows;
         for (start_method m : methods) {
-            const std::string mn = method_name(m);
+            const std::string mn = offload::to_string(m);
 
             // 1. Sequential round trip of a no-op.
             {

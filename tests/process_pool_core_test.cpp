@@ -14,14 +14,13 @@
 #include <catch2/catch.hpp>
 
 #include "fd_count.hpp"
+#include "proc_check.hpp"
 
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
-#include <dirent.h>
-#include <fstream>
 #include <set>
 #include <string>
 #include <unistd.h>
@@ -32,38 +31,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Processes whose parent is this process (zombies included).
-std::size_t child_count() {
-    std::size_t n = 0;
-    std::string self = std::to_string(::getpid());
-    DIR* d = ::opendir("/proc");
-    if (!d) return 0;
-    while (dirent* e = ::readdir(d)) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
-        std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-        std::string line;
-        std::getline(f, line);
-        auto close = line.rfind(')');
-        if (close == std::string::npos) continue;
-        // after ") " come the state and the ppid
-        std::size_t p1 = line.find(' ', close + 2);
-        std::size_t p2 = line.find(' ', p1 + 1);
-        if (p1 == std::string::npos || p2 == std::string::npos) continue;
-        if (line.substr(p1 + 1, p2 - p1 - 1) == self) ++n;
-    }
-    ::closedir(d);
-    return n;
-}
-
 // Checks that whatever the test did left no fd and no child behind.
 struct no_leaks {
     std::size_t fds = test::fd_count();
-    std::size_t children = child_count();
+    std::size_t children = test::child_count();
     void check() const {
         CHECK(test::fd_count() == fds);
         // Reaping is synchronous in the pool's destructor; allow the kernel a moment.
-        for (int i = 0; i < 100 && child_count() != children; ++i) ::usleep(10'000);
-        CHECK(child_count() == children);
+        for (int i = 0; i < 100 && test::child_count() != children; ++i) ::usleep(10'000);
+        CHECK(test::child_count() == children);
     }
 };
 
@@ -106,20 +82,11 @@ struct point {
 };
 point move_point(point p, int dx) { return {p.x + dx, p.y * 2, p.label + "'"}; }
 
-const char* method_name(start_method m) {
-    switch (m) {
-    case start_method::fork: return "fork";
-    case start_method::spawn: return "spawn";
-    case start_method::forkserver: return "forkserver";
-    }
-    return "?";
-}
-
 } // namespace
 
 TEST_CASE("process_pool: calls return typed results under every start method", "[process_pool]") {
     auto m = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO(method_name(m));
+    INFO(offload::to_string(m));
     no_leaks before;
     {
         process_pool pool({.workers = 2, .start = m});
@@ -176,7 +143,7 @@ TEST_CASE("process_pool: standard exceptions come back as themselves, others as 
 TEST_CASE("process_pool: a worker that dies fails only its own call, and the pool heals", "[process_pool][crash]") {
     auto m = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
     auto how = GENERATE(SIGKILL, SIGSEGV, SIGABRT, 0);
-    INFO(method_name(m) << " signal " << how);
+    INFO(offload::to_string(m) << " signal " << how);
     no_leaks before;
     {
         process_pool pool({.workers = 2, .start = m});

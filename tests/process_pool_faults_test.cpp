@@ -57,7 +57,7 @@ task<worker_crashed> crash_beside_healthy_call(process_pool& pool, Fn crasher) {
 
 TEST_CASE("process_pool: a worker killed with SIGKILL fails only its own call", "[process_pool][crash]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     temp_dir dir;
     without_leaks([&] {
         process_pool pool({.workers = 2, .start = how});
@@ -108,7 +108,7 @@ TEST_CASE("process_pool: two workers killed at once each fail their own call, an
     // With forkserver, the second death may be reported while the pool waits for
     // the first replacement's pid: that report must not be lost.
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     temp_dir dir;
     without_leaks([&] {
         process_pool pool({.workers = 3, .start = how});
@@ -144,7 +144,7 @@ TEST_CASE("process_pool: two workers killed at once each fail their own call, an
 
 TEST_CASE("process_pool: a segfault, abort() or exit(3) in a call fails only that call", "[process_pool][crash]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -192,7 +192,7 @@ task<std::string> broken_message(process_pool& pool) {
 TEST_CASE("process_pool: a worker SIGKILLed while it starts is replaced and the pool goes on",
           "[process_pool][crash]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how, .initializer = &slow_init});
         const auto first = pool.worker_pids();
@@ -231,7 +231,7 @@ TEST_CASE("process_pool: workers that keep dying while they start break the pool
 TEST_CASE("process_pool: with crash_policy::break_pool a crash fails pending and later calls",
           "[process_pool][crash]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 2, .start = how, .on_crash = crash_policy::break_pool});
         run([](process_pool& pool) -> task<> {
@@ -256,7 +256,7 @@ TEST_CASE("process_pool: with crash_policy::break_pool a crash fails pending and
 
 TEST_CASE("process_pool: wait_for kills a call that loops forever, and the pool goes on", "[process_pool][timeout]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -279,7 +279,7 @@ TEST_CASE("process_pool: wait_for kills a call that loops forever, and the pool 
 
 TEST_CASE("process_pool: task_timeout kills a call that runs too long", "[process_pool][timeout]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how, .task_timeout = 150ms});
         run([](process_pool& pool) -> task<> {
@@ -295,7 +295,7 @@ TEST_CASE("process_pool: task_timeout kills a call that runs too long", "[proces
 
 TEST_CASE("process_pool: cancelling a running call kills its worker", "[process_pool][cancel]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -319,7 +319,7 @@ TEST_CASE("process_pool: cancelling a running call kills its worker", "[process_
 
 TEST_CASE("process_pool: a queued call that is cancelled never runs", "[process_pool][cancel]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     temp_dir dir;
     without_leaks([&] {
         process_pool pool({.workers = 1, .start = how});
@@ -346,7 +346,7 @@ TEST_CASE("process_pool: a queued call that is cancelled never runs", "[process_
 
 TEST_CASE("process_pool: RLIMIT_CPU kills a call that burns more CPU time", "[process_pool][limits]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how, .limits = {.cpu_seconds = 1s}});
         run([](process_pool& pool) -> task<> {
@@ -369,7 +369,7 @@ TEST_CASE("process_pool: RLIMIT_AS turns a too large allocation into std::bad_al
         return;
     }
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 1, .start = how, .limits = {.address_space = std::size_t(512) << 20}});
         run([](process_pool& pool) -> task<> {
@@ -471,7 +471,7 @@ task<chaos_result> chaos(process_pool& pool, unsigned seed) {
 TEST_CASE("process_pool: 1000 calls with random worker kills and cancellations each resolve exactly once",
           "[process_pool][chaos]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     without_leaks([how] {
         process_pool pool({.workers = 3, .start = how});
         chaos_result r = run(chaos(pool, 12345));

@@ -26,7 +26,6 @@
 
 using namespace offload;
 using namespace std::chrono_literals;
-using offload::test::method_name;
 using offload::test::temp_dir;
 
 namespace {
@@ -112,7 +111,7 @@ task<> conformance_round_trips(process_pool& pool) {
 
 TEST_CASE("process_pool: values of every kind round-trip, with each start method", "[process_pool]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         run(conformance_round_trips(pool));
@@ -127,7 +126,7 @@ TEST_CASE("process_pool: values of every kind round-trip, with each start method
 
 TEST_CASE("process_pool: map returns results in input order for every chunk size", "[process_pool][map]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 3, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -153,7 +152,7 @@ TEST_CASE("process_pool: map returns results in input order for every chunk size
 TEST_CASE("process_pool: standard exceptions come back as themselves, others as remote_error",
           "[process_pool][errors]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -202,7 +201,7 @@ TEST_CASE("process_pool: standard exceptions come back as themselves, others as 
 
 TEST_CASE("process_pool: payloads from 0 bytes to 64 MiB round-trip intact", "[process_pool][payload]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -230,7 +229,7 @@ TEST_CASE("process_pool: payloads from 0 bytes to 64 MiB round-trip intact", "[p
 
 TEST_CASE("process_pool: max_tasks_per_child replaces the worker after that many calls", "[process_pool]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 1, .start = how, .max_tasks_per_child = 2});
         std::vector<int> pids = run([](process_pool& pool) -> task<std::vector<int>> {
@@ -254,7 +253,7 @@ TEST_CASE("process_pool: max_tasks_per_child replaces the worker after that many
 
 TEST_CASE("process_pool: the initializer runs once in every worker, respawns included", "[process_pool]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     temp_dir dir;
     ::setenv("OFFLOAD_PP_INIT_DIR", dir.path.c_str(), 1);
     std::vector<int> pids;
@@ -297,7 +296,7 @@ TEST_CASE("process_pool: the initializer runs once in every worker, respawns inc
 TEST_CASE("process_pool: shutdown from another thread lets running calls finish, then refuses calls",
           "[process_pool][shutdown]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -322,7 +321,7 @@ TEST_CASE("process_pool: shutdown from another thread lets running calls finish,
 TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with executor_closed",
           "[process_pool][shutdown]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
@@ -348,7 +347,7 @@ TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with execut
 
 TEST_CASE("process_pool: a pool outlives two successive event loops", "[process_pool]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     test::without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         for (int round = 0; round < 2; ++round) {

@@ -28,15 +28,6 @@ static_assert(serializable<shared_buffer>);
 static_assert(serializable<std::vector<shared_buffer>>);
 static_assert(serializable<std::optional<shared_buffer>>);
 
-const char* method_name(start_method m) {
-    switch (m) {
-    case start_method::fork: return "fork";
-    case start_method::spawn: return "spawn";
-    case start_method::forkserver: return "forkserver";
-    }
-    return "?";
-}
-
 /// Lines of /proc/self/maps that map one of our segments.
 std::size_t buffer_mappings() {
     std::ifstream f("/proc/self/maps");
@@ -254,7 +245,7 @@ TEST_CASE("shared_buffer: malformed input is a serialization_error", "[shared_bu
 TEST_CASE("shared_buffer: a worker process writes the caller's buffer and returns new ones",
           "[shared_buffer][process_pool]") {
     auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
-    INFO("start method: " << method_name(how));
+    INFO("start method: " << offload::to_string(how));
     process_pool pool({.workers = 1, .start = how});
     run([](process_pool& pool) -> task<> {
         // Warm up first, so the pool's own descriptors are all open before the baseline.

@@ -9,6 +9,8 @@
 
 #include <counted.hpp>
 
+#include "task_helpers.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -19,6 +21,7 @@
 
 using namespace offload;
 using namespace std::chrono_literals;
+using offload::test::value_after;
 using offload::test::counted;
 
 namespace {
@@ -38,11 +41,6 @@ struct probe {
 task<> set_flag(bool& flag) {
     flag = true;
     co_return;
-}
-
-task<int> value_after(int v, std::chrono::milliseconds d) {
-    co_await sleep(d);
-    co_return v;
 }
 
 task<int> await_handle(task_handle<int> h) {

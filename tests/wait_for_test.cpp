@@ -3,19 +3,17 @@
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
 
+#include "task_helpers.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <chrono>
 
 using namespace offload;
 using namespace std::chrono_literals;
+using offload::test::value_after;
 
 namespace {
-task<int> value_after(int v, std::chrono::milliseconds d) {
-    co_await sleep(d);
-    co_return v;
-}
-
 struct probe {
     int cleaned = 0;
 };

@@ -23,6 +23,16 @@ enum class start_method {
     forkserver,
 };
 
+/// "fork", "spawn" or "forkserver" (for logs and benchmark tables).
+constexpr const char* to_string(start_method m) noexcept {
+    switch (m) {
+    case start_method::fork: return "fork";
+    case start_method::spawn: return "spawn";
+    case start_method::forkserver: return "forkserver";
+    }
+    return "?";
+}
+
 /// What a worker that dies (signal or exit) while running a call does to the pool.
 enum class crash_policy {
     /// The call fails with worker_crashed, and the worker is replaced.

@@ -32,15 +32,6 @@
 
 namespace offload::test {
 
-inline const char* method_name(start_method m) {
-    switch (m) {
-    case start_method::fork: return "fork";
-    case start_method::spawn: return "spawn";
-    case start_method::forkserver: return "forkserver";
-    }
-    return "?";
-}
-
 /// A directory under $TMPDIR, removed with its contents at scope exit.
 struct temp_dir {
     std::filesystem::path path;

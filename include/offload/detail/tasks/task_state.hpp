@@ -193,31 +193,10 @@ task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
     return st;
 }
 
-/// Awaits a task_state: gives its result; cancelling the awaiting task cancels
-/// the awaited one and keeps waiting for it to unwind (asyncio semantics).
-template <class T>
-struct join_awaiter final : waiter, done_listener {
-    task_state<T>* st;
-    join_awaiter(task_state<T>* s, std::source_location loc) : waiter(loc), st(s) {}
-    join_awaiter(const join_awaiter&) = delete;
-    join_awaiter& operator=(const join_awaiter&) = delete;
-
-    bool await_ready() const noexcept { return st->done; }
-    bool await_suspend(std::coroutine_handle<> h) {
-        if (!arm(h)) return false;
-        st->add_listener(this);
-        return true;
-    }
-    T await_resume() {
-        throw_if_cancelled();
-        return st->result();
-    }
-    void on_done() noexcept override { wake(); }
-    void cancel() noexcept override { st->request_cancel(); }
-};
-
-/// Awaits the end of a task, whatever its outcome (the outcome stays unretrieved).
-struct done_awaiter final : waiter, done_listener {
+/// Awaits the end of a task, whatever its outcome (the outcome stays
+/// unretrieved). Cancelling the awaiting task cancels the awaited one and
+/// keeps waiting for it to unwind (asyncio semantics).
+struct done_awaiter : waiter, done_listener {
     task_state_base* st;
     done_awaiter(task_state_base* s, std::source_location loc) : waiter(loc), st(s) {}
     done_awaiter(const done_awaiter&) = delete;
@@ -232,6 +211,16 @@ struct done_awaiter final : waiter, done_listener {
     void await_resume() const { throw_if_cancelled(); }
     void on_done() noexcept override { wake(); }
     void cancel() noexcept override { st->request_cancel(); }
+};
+
+/// Awaits a task_state and gives its result (or rethrows its exception).
+template <class T>
+struct join_awaiter final : done_awaiter {
+    join_awaiter(task_state<T>* s, std::source_location loc) : done_awaiter(s, loc) {}
+    T await_resume() {
+        throw_if_cancelled();
+        return static_cast<task_state<T>*>(st)->result();
+    }
 };
 
 } // namespace offload::detail
