@@ -5,13 +5,17 @@
 // 2-CPU container on a 64-core host starts 64 workers that fight for 2 CPUs.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+#if OFFLOAD_DEFINE_BODIES
 #include <offload/detail/base/read_file.hpp>
+
+#include <charconv>
+#endif
 
 #include <sched.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -36,59 +40,20 @@ struct cpu_probe {
 };
 
 /// Splits `text` on whitespace.
-inline std::vector<std::string_view> split_ws(std::string_view text) {
-    std::vector<std::string_view> words;
-    std::size_t i = 0;
-    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-    while (i < text.size()) {
-        while (i < text.size() && is_space(text[i])) ++i;
-        std::size_t start = i;
-        while (i < text.size() && !is_space(text[i])) ++i;
-        if (i > start) words.push_back(text.substr(start, i - start));
-    }
-    return words;
-}
+OFFLOAD_DECL std::vector<std::string_view> split_ws(std::string_view text);
 
 /// Parses a whole word as a signed integer; nullopt on any junk.
-inline std::optional<std::int64_t> parse_int(std::string_view word) {
-    std::int64_t v = 0;
-    auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
-    if (ec != std::errc{} || end != word.data() + word.size()) return std::nullopt;
-    return v;
-}
+OFFLOAD_DECL std::optional<std::int64_t> parse_int(std::string_view word);
 
 /// ceil(quota / period) as a CPU count, or nullopt when either is not positive
 /// (v1 writes -1 for "no limit").
-inline std::optional<std::size_t> cpus_of_quota(std::int64_t quota, std::int64_t period) {
-    if (quota <= 0 || period <= 0) return std::nullopt;
-    // Written as q/p + (q%p != 0) rather than (q+p-1)/p, which can overflow.
-    auto q = static_cast<std::uint64_t>(quota), p = static_cast<std::uint64_t>(period);
-    return std::max<std::size_t>(1, static_cast<std::size_t>(q / p + (q % p != 0 ? 1 : 0)));
-}
+OFFLOAD_DECL std::optional<std::size_t> cpus_of_quota(std::int64_t quota, std::int64_t period);
 
 /// The limit in one cgroup v2 directory's `cpu.max` ("max 100000" = none).
-inline std::optional<std::size_t> v2_limit_in(const std::string& dir) {
-    auto text = read_small_file(dir + "/cpu.max");
-    if (!text) return std::nullopt;
-    auto words = split_ws(*text);
-    if (words.size() != 2 || words[0] == "max") return std::nullopt;
-    auto quota = parse_int(words[0]), period = parse_int(words[1]);
-    if (!quota || !period) return std::nullopt;
-    return cpus_of_quota(*quota, *period);
-}
+OFFLOAD_DECL std::optional<std::size_t> v2_limit_in(const std::string& dir);
 
 /// The limit in one cgroup v1 cpu-controller directory (quota -1 = none).
-inline std::optional<std::size_t> v1_limit_in(const std::string& dir) {
-    auto quota_text = read_small_file(dir + "/cpu.cfs_quota_us");
-    if (!quota_text) return std::nullopt;
-    auto period_text = read_small_file(dir + "/cpu.cfs_period_us");
-    if (!period_text) return std::nullopt;
-    auto qw = split_ws(*quota_text), pw = split_ws(*period_text);
-    if (qw.size() != 1 || pw.size() != 1) return std::nullopt;
-    auto quota = parse_int(qw[0]), period = parse_int(pw[0]);
-    if (!quota || !period) return std::nullopt;
-    return cpus_of_quota(*quota, *period);
-}
+OFFLOAD_DECL std::optional<std::size_t> v1_limit_in(const std::string& dir);
 
 /// The smallest limit from `base + path` up to `base` itself: nested cgroup
 /// limits all apply, so the tightest ancestor wins. Walking up also covers
@@ -111,7 +76,69 @@ std::optional<std::size_t> tightest_limit(const std::string& base, std::string_v
 
 /// CPUs in the affinity mask, with a set sized at run time so machines with
 /// more than CPU_SETSIZE (1024) CPUs are counted; nullopt if the call fails.
-inline std::optional<std::size_t> affinity_cpu_count() noexcept {
+OFFLOAD_DECL std::optional<std::size_t> affinity_cpu_count() noexcept;
+
+/// available_cpus() with every input injectable (see cpu_probe); never throws
+/// for bad or missing files: those mean "no limit".
+OFFLOAD_DECL std::size_t available_cpus_from(const cpu_probe& p);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::vector<std::string_view> split_ws(std::string_view text) {
+    std::vector<std::string_view> words;
+    std::size_t i = 0;
+    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+    while (i < text.size()) {
+        while (i < text.size() && is_space(text[i])) ++i;
+        std::size_t start = i;
+        while (i < text.size() && !is_space(text[i])) ++i;
+        if (i > start) words.push_back(text.substr(start, i - start));
+    }
+    return words;
+}
+
+
+OFFLOAD_DECL std::optional<std::int64_t> parse_int(std::string_view word) {
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
+    if (ec != std::errc{} || end != word.data() + word.size()) return std::nullopt;
+    return v;
+}
+
+
+OFFLOAD_DECL std::optional<std::size_t> cpus_of_quota(std::int64_t quota, std::int64_t period) {
+    if (quota <= 0 || period <= 0) return std::nullopt;
+    // Written as q/p + (q%p != 0) rather than (q+p-1)/p, which can overflow.
+    auto q = static_cast<std::uint64_t>(quota), p = static_cast<std::uint64_t>(period);
+    return std::max<std::size_t>(1, static_cast<std::size_t>(q / p + (q % p != 0 ? 1 : 0)));
+}
+
+
+OFFLOAD_DECL std::optional<std::size_t> v2_limit_in(const std::string& dir) {
+    auto text = read_small_file(dir + "/cpu.max");
+    if (!text) return std::nullopt;
+    auto words = split_ws(*text);
+    if (words.size() != 2 || words[0] == "max") return std::nullopt;
+    auto quota = parse_int(words[0]), period = parse_int(words[1]);
+    if (!quota || !period) return std::nullopt;
+    return cpus_of_quota(*quota, *period);
+}
+
+
+OFFLOAD_DECL std::optional<std::size_t> v1_limit_in(const std::string& dir) {
+    auto quota_text = read_small_file(dir + "/cpu.cfs_quota_us");
+    if (!quota_text) return std::nullopt;
+    auto period_text = read_small_file(dir + "/cpu.cfs_period_us");
+    if (!period_text) return std::nullopt;
+    auto qw = split_ws(*quota_text), pw = split_ws(*period_text);
+    if (qw.size() != 1 || pw.size() != 1) return std::nullopt;
+    auto quota = parse_int(qw[0]), period = parse_int(pw[0]);
+    if (!quota || !period) return std::nullopt;
+    return cpus_of_quota(*quota, *period);
+}
+
+
+OFFLOAD_DECL std::optional<std::size_t> affinity_cpu_count() noexcept {
     // Grow the set while the kernel says it is too small (EINVAL); 1M CPUs is
     // far beyond any kernel's NR_CPUS, so the loop ends.
     for (int n = CPU_SETSIZE; n <= (1 << 20); n *= 2) {
@@ -132,9 +159,8 @@ inline std::optional<std::size_t> affinity_cpu_count() noexcept {
     return std::nullopt;
 }
 
-/// available_cpus() with every input injectable (see cpu_probe); never throws
-/// for bad or missing files: those mean "no limit".
-inline std::size_t available_cpus_from(const cpu_probe& p) {
+
+OFFLOAD_DECL std::size_t available_cpus_from(const cpu_probe& p) {
     std::size_t cpus = 0;
     if (p.affinity_cpus) {
         cpus = *p.affinity_cpus;
@@ -190,6 +216,8 @@ inline std::size_t available_cpus_from(const cpu_probe& p) {
     return std::max<std::size_t>(cpus, 1);
 }
 
+#endif // OFFLOAD_DEFINE_BODIES
+
 }  // namespace detail
 
 /// The number of CPUs this process may really use (always >= 1): the
@@ -204,7 +232,11 @@ inline std::size_t available_cpus_from(const cpu_probe& p) {
 /// not per task.
 ///
 /// Thread safety: safe to call from any thread.
-inline std::size_t available_cpus() noexcept {
+OFFLOAD_DECL std::size_t available_cpus() noexcept;
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::size_t available_cpus() noexcept {
     try {
         return detail::available_cpus_from(detail::cpu_probe{});
     } catch (...) {  // only std::bad_alloc is possible; fall back to the mask alone
@@ -212,5 +244,7 @@ inline std::size_t available_cpus() noexcept {
         return std::max(1u, std::thread::hardware_concurrency());
     }
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 }  // namespace offload

@@ -6,6 +6,8 @@
 // to_string / fmt::formatter print the stats as one line for logs.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/detail/base/cpu.hpp>
 #include <offload/detail/base/latency_histogram.hpp>
 
@@ -177,19 +179,10 @@ concept user_executor = executor<E> && !is_builtin_executor_v<E>;
 namespace detail {
 
 /// p50 / p95 / p99 / max of a histogram snapshot.
-inline latency_percentiles percentiles_of(const latency_histogram::snapshot& s) noexcept {
-    auto ns = [](std::uint64_t v) {
-        // Clamp: a nanoseconds rep is signed, and a clamped huge value must not wrap.
-        constexpr auto top = static_cast<std::uint64_t>(std::chrono::nanoseconds::max().count());
-        return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(v > top ? top : v));
-    };
-    return {ns(s.percentile(50)), ns(s.percentile(95)), ns(s.percentile(99)), ns(s.max())};
-}
+OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram::snapshot& s) noexcept;
 
 /// p50 / p95 / p99 / max of a live histogram (reads a snapshot of it).
-inline latency_percentiles percentiles_of(const latency_histogram& h) noexcept {
-    return percentiles_of(h.take_snapshot());
-}
+OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram& h) noexcept;
 
 /// The live counters behind executor_stats, shared by every executor: each
 /// pool updates them where things happen and stats() reads one snapshot.
@@ -242,7 +235,28 @@ struct executor_counters {
 
 /// A duration with a readable unit and 3 significant digits: "0", "850ns",
 /// "12.3us", "4.56ms", "1.20s".
-inline std::string format_latency(std::chrono::nanoseconds d) {
+OFFLOAD_DECL std::string format_latency(std::chrono::nanoseconds d);
+
+OFFLOAD_DECL std::string format_percentiles(const latency_percentiles& p);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram::snapshot& s) noexcept {
+    auto ns = [](std::uint64_t v) {
+        // Clamp: a nanoseconds rep is signed, and a clamped huge value must not wrap.
+        constexpr auto top = static_cast<std::uint64_t>(std::chrono::nanoseconds::max().count());
+        return std::chrono::nanoseconds(static_cast<std::chrono::nanoseconds::rep>(v > top ? top : v));
+    };
+    return {ns(s.percentile(50)), ns(s.percentile(95)), ns(s.percentile(99)), ns(s.max())};
+}
+
+
+OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram& h) noexcept {
+    return percentiles_of(h.take_snapshot());
+}
+
+
+OFFLOAD_DECL std::string format_latency(std::chrono::nanoseconds d) {
     auto n = d.count();
     if (n == 0) return "0";
     if (n > -1'000 && n < 1'000) return fmt::format("{}ns", n);
@@ -262,10 +276,13 @@ inline std::string format_latency(std::chrono::nanoseconds d) {
     return fmt::format("{:.{}f}{}", v, decimals, unit);
 }
 
-inline std::string format_percentiles(const latency_percentiles& p) {
+
+OFFLOAD_DECL std::string format_percentiles(const latency_percentiles& p) {
     return fmt::format("p50={} p95={} p99={} max={}", format_latency(p.p50), format_latency(p.p95),
                        format_latency(p.p99), format_latency(p.max));
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 }  // namespace detail
 
@@ -274,7 +291,11 @@ inline std::string format_percentiles(const latency_percentiles& p) {
 ///  cancelled=0 crashes=0 respawns=0 kills=0 bytes_sent=0 bytes_received=0
 ///  queue_wait{p50=1.2us p95=3.4us p99=5.1us max=7us}
 ///  run_time{p50=2.1ms p95=4ms p99=4ms max=4.02ms}" (without the line breaks).
-inline std::string to_string(const executor_stats& s) {
+OFFLOAD_DECL std::string to_string(const executor_stats& s);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::string to_string(const executor_stats& s) {
     return fmt::format(
         "workers={} busy={} queued={} max_queued={} submitted={} completed={} failed={} cancelled={} "
         "crashes={} respawns={} kills={} bytes_sent={} bytes_received={} queue_wait{{{}}} run_time{{{}}}",
@@ -282,6 +303,8 @@ inline std::string to_string(const executor_stats& s) {
         s.respawns, s.kills, s.bytes_sent, s.bytes_received, detail::format_percentiles(s.queue_wait),
         detail::format_percentiles(s.run_time));
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 }  // namespace offload
 

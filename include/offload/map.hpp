@@ -14,7 +14,6 @@
 
 #include <concepts>
 #include <cstddef>
-#include <ranges>
 #include <source_location>
 #include <type_traits>
 #include <utility>
@@ -59,12 +58,12 @@ task<std::vector<map_result_t<F, T>>> map_chunks(Executor& ex, F fn, std::vector
 /// Cancellation and failure: as gather — the first failing chunk cancels the
 /// others (queued chunks never run) and its exception is rethrown.
 /// Example: `auto lens = co_await map(pool, [](const std::string& s) { return s.size(); }, words, 256);`
-template <class E, class F, std::ranges::input_range Range>
+template <class E, class F, detail::input_range Range>
     requires(std::same_as<E, thread_pool> || detail::user_executor<E>) &&
-            std::is_invocable_v<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&> &&
-            (!std::is_void_v<std::invoke_result_t<const std::decay_t<F>&, const std::ranges::range_value_t<Range>&>>)
+            std::is_invocable_v<const std::decay_t<F>&, const detail::range_value_t<Range>&> &&
+            (!std::is_void_v<std::invoke_result_t<const std::decay_t<F>&, const detail::range_value_t<Range>&>>)
 [[nodiscard]] auto map(E& executor, F&& fn, Range&& range, std::size_t chunk_size = 1) {
-    using T = std::ranges::range_value_t<Range>;
+    using T = detail::range_value_t<Range>;
     auto chunks = detail::split_chunks<T>(std::forward<Range>(range), chunk_size);
     return detail::map_chunks(executor, std::decay_t<F>(std::forward<F>(fn)), std::move(chunks));
 }

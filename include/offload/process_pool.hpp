@@ -21,7 +21,6 @@
 
 #include <cstddef>
 #include <cstdlib>
-#include <ranges>
 #include <source_location>
 #include <type_traits>
 #include <utility>
@@ -110,10 +109,10 @@ template <class F, class... A>
 /// pointer or a captureless lambda; items and results serializable.
 /// Cancellation and failure: as gather — the first failing chunk cancels the
 /// others (queued chunks never run, running ones are killed) and is rethrown.
-template <class F, std::ranges::input_range Range>
+template <class F, detail::input_range Range>
 [[nodiscard]] auto map(process_pool& pool, F&& fn, Range&& range, std::size_t chunk_size = 1) {
     using Fn = std::decay_t<F>;
-    using T = std::ranges::range_value_t<Range>;
+    using T = detail::range_value_t<Range>;
     using R = std::invoke_result_t<const Fn&, const T&>;
     static_assert(detail::process_callable_v<Fn>,
                   "offload: map over a process_pool needs a function pointer or a captureless lambda");

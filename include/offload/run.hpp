@@ -3,6 +3,8 @@
 // unwind, then returns the result or rethrows the exception.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/event_loop.hpp>
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
@@ -14,7 +16,10 @@ namespace offload {
 
 namespace detail {
 // Cancels every unfinished task of `loop` and runs the loop until they end.
-inline void cancel_leftovers(event_loop& loop) {
+OFFLOAD_DECL void cancel_leftovers(event_loop& loop);
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void cancel_leftovers(event_loop& loop) {
     for (;;) {
         std::vector<task_record*> left;
         core_of(loop).tasks().for_each([&](task_record* t) {
@@ -31,6 +36,9 @@ inline void cancel_leftovers(event_loop& loop) {
         for (auto* t : left) t->release();
     }
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
+
 } // namespace detail
 
 /// Runs `t` on a new event loop and returns its result (asyncio.run).

@@ -6,6 +6,8 @@
 // the last descriptor is closed and the last mapping unmapped.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/serialize.hpp>
 
 #include <cerrno>
@@ -51,7 +53,15 @@ struct shared_segment {
 };
 
 /// Takes ownership of `fd` (closed on failure too) and maps its first `size` bytes.
-inline std::shared_ptr<shared_segment> map_segment(int fd, std::size_t size) {
+OFFLOAD_DECL std::shared_ptr<shared_segment> map_segment(int fd, std::size_t size);
+
+// The buffer's size can never change once created: a descriptor that could
+// shrink under a mapping would turn a later read into SIGBUS.
+inline constexpr int shared_buffer_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::shared_ptr<shared_segment> map_segment(int fd, std::size_t size) {
     try {
         return std::make_shared<shared_segment>(fd, size);
     } catch (...) {
@@ -60,9 +70,7 @@ inline std::shared_ptr<shared_segment> map_segment(int fd, std::size_t size) {
     }
 }
 
-// The buffer's size can never change once created: a descriptor that could
-// shrink under a mapping would turn a later read into SIGBUS.
-inline constexpr int shared_buffer_seals = F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace detail
 

@@ -5,7 +5,11 @@
 // injectable sink, so tests can count reports.
 #pragma once
 
-#include <fmt/core.h>
+#include <offload/detail/base/config.hpp>
+
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <chrono>
 #include <cstdio>
@@ -30,7 +34,24 @@ struct slow_callback_report {
 using slow_callback_handler = std::function<void(const slow_callback_report&)>;
 
 /// Formats a report as one line: "offload: slow step in task 'x' took 150.3 ms; resumed at a.cpp:12, suspended at a.cpp:20".
-inline std::string format_slow_callback(const slow_callback_report& r) {
+OFFLOAD_DECL std::string format_slow_callback(const slow_callback_report& r);
+
+namespace detail {
+OFFLOAD_DECL void default_slow_callback_handler(const slow_callback_report& r);
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void default_slow_callback_handler(const slow_callback_report& r) {
+    std::string line = format_slow_callback(r);
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
+
+} // namespace detail
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::string format_slow_callback(const slow_callback_report& r) {
     auto where = [](const std::source_location& l) -> std::string {
         if (l.line() == 0) return "<none>";
         return fmt::format("{}:{} ({})", l.file_name(), l.line(), l.function_name());
@@ -41,11 +62,6 @@ inline std::string format_slow_callback(const slow_callback_report& r) {
                        where(r.resumed_at), where(r.suspended_at));
 }
 
-namespace detail {
-inline void default_slow_callback_handler(const slow_callback_report& r) {
-    std::string line = format_slow_callback(r);
-    std::fprintf(stderr, "%s\n", line.c_str());
-}
-} // namespace detail
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload

@@ -3,6 +3,8 @@
 // time and a static initializer.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <cerrno>
 #include <cstddef>
 #include <fcntl.h>
@@ -13,7 +15,11 @@
 namespace offload::detail {
 
 /// The whole content of a small file, or nullopt if it cannot be read.
-inline std::optional<std::string> read_small_file(const std::string& path) {
+OFFLOAD_DECL std::optional<std::string> read_small_file(const std::string& path);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::optional<std::string> read_small_file(const std::string& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
     std::string out;
@@ -31,5 +37,7 @@ inline std::optional<std::string> read_small_file(const std::string& path) {
     ::close(fd);
     return out;
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/env.hpp>
 #include <offload/detail/base/intrusive_list.hpp>
 #include <offload/detail/base/ring_queue.hpp>
@@ -23,7 +24,9 @@
 #include <offload/errors.hpp>
 #include <offload/slow_callback.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <cerrno>
 #include <chrono>
@@ -251,9 +254,11 @@ private:
     exception_handler exception_handler_;
 };
 
+#if OFFLOAD_DEFINE_BODIES
+
 // --- timers -------------------------------------------------------------------------
 
-inline void callback_timer::fire() {
+OFFLOAD_DECL void callback_timer::fire() {
     // The heap's reference is handed to this scope; a handle may hold another.
     struct drop {
         callback_timer* t;
@@ -263,7 +268,7 @@ inline void callback_timer::fire() {
     f();
 }
 
-inline void callback_timer::cancel() noexcept {
+OFFLOAD_DECL void callback_timer::cancel() noexcept {
     if (cancelled) return;
     cancelled = true;
     if (queued()) {
@@ -273,7 +278,7 @@ inline void callback_timer::cancel() noexcept {
     }
 }
 
-inline callback_timer* loop_core::call_at(clock::time_point when, small_function fn) {
+OFFLOAD_DECL callback_timer* loop_core::call_at(clock::time_point when, small_function fn) {
     check_thread("event_loop::call_at");
     auto* n = new callback_timer;
     n->loop = this;
@@ -285,7 +290,7 @@ inline callback_timer* loop_core::call_at(clock::time_point when, small_function
 
 // --- construction ---------------------------------------------------------------------
 
-inline int loop_core::open_epoll() {
+OFFLOAD_DECL int loop_core::open_epoll() {
     int fd = ::epoll_create1(EPOLL_CLOEXEC);
     if (fd < 0) throw_errno("offload: epoll_create1");
     return fd;
@@ -293,7 +298,7 @@ inline int loop_core::open_epoll() {
 
 // The eventfd that other threads write to wake the loop; watched by `epfd`
 // (closed when this fails, since the constructor will not finish).
-inline int loop_core::open_wake_eventfd(int epfd) {
+OFFLOAD_DECL int loop_core::open_wake_eventfd(int epfd) {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0) {
         int e = errno;
@@ -307,9 +312,9 @@ inline int loop_core::open_wake_eventfd(int epfd) {
     return fd;
 }
 
-inline loop_core::loop_core() : debug_(debug_env_enabled()) {}
+OFFLOAD_DECL loop_core::loop_core() : debug_(debug_env_enabled()) {}
 
-inline loop_core::~loop_core() {
+OFFLOAD_DECL loop_core::~loop_core() {
     // Tear down tasks that never finished while everything they may touch
     // (timers, fd table) is still alive; then let finished ones report.
     // Destroying one frame may drop the last reference to another task, so
@@ -337,7 +342,7 @@ inline loop_core::~loop_core() {
     ::close(epfd_);
 }
 
-inline loop_core& loop_core::require_current(const char* what) {
+OFFLOAD_DECL loop_core& loop_core::require_current(const char* what) {
     if (auto* l = current()) return *l;
     throw std::logic_error(fmt::format("offload: {} needs a running event loop on this thread; run your coroutine "
                                        "with offload::run(...) or event_loop::run_until_complete(...)",
@@ -358,13 +363,13 @@ struct fn_remote_node final : remote_node {
 };
 } // namespace core_impl
 
-inline void loop_core::call_soon_threadsafe(small_function fn) {
+OFFLOAD_DECL void loop_core::call_soon_threadsafe(small_function fn) {
     post_remote(new core_impl::fn_remote_node(std::move(fn)));
 }
 
 // --- errors and diagnostics ------------------------------------------------------------
 
-inline void loop_core::call_exception_handler(const exception_context& c) noexcept {
+OFFLOAD_DECL void loop_core::call_exception_handler(const exception_context& c) noexcept {
     try {
         if (exception_handler_) {
             exception_handler_(c);
@@ -385,14 +390,14 @@ inline void loop_core::call_exception_handler(const exception_context& c) noexce
 }
 
 // Starts or stops the stall watchdog to match debug mode while the loop runs.
-inline void loop_core::update_watch() {
+OFFLOAD_DECL void loop_core::update_watch() {
     if (debug_ && running_ && !watch_)
         watch_ = std::make_unique<stall_watch>(slow_threshold_);
     else if ((!debug_ || !running_) && watch_)
         watch_.reset();
 }
 
-inline void loop_core::report_slow(std::chrono::nanoseconds took) {
+OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took) {
     slow_callback_report r;
     r.duration = took;
     if (auto* c = tls.ctx) {
@@ -411,7 +416,7 @@ inline void loop_core::report_slow(std::chrono::nanoseconds took) {
 
 // --- running ---------------------------------------------------------------------------
 
-inline void loop_core::enter() {
+OFFLOAD_DECL void loop_core::enter() {
     if (tls.loop)
         throw std::logic_error("offload: an event loop is already running on this thread; a loop cannot be "
                                "run from inside a running loop (co_await the task instead of running it)");
@@ -422,7 +427,7 @@ inline void loop_core::enter() {
     update_watch();
 }
 
-inline void loop_core::leave() noexcept {
+OFFLOAD_DECL void loop_core::leave() noexcept {
     tls.loop = nullptr;
     tls.ctx = nullptr;
     running_ = false;
@@ -430,7 +435,7 @@ inline void loop_core::leave() noexcept {
     watch_.reset();
 }
 
-inline void loop_core::run_forever() {
+OFFLOAD_DECL void loop_core::run_forever() {
     enter();
     struct guard {
         loop_core* l;
@@ -439,7 +444,7 @@ inline void loop_core::run_forever() {
     while (!stopping_) run_once();
 }
 
-inline void loop_core::run_once() {
+OFFLOAD_DECL void loop_core::run_once() {
     // While work is ready, skip the (non-blocking) epoll call for a few
     // iterations: it costs a syscall (~0.1 µs) per iteration, the dominant
     // cost of a task that yields or a callback chain. I/O waits at most
@@ -459,7 +464,7 @@ inline void loop_core::run_once() {
     }
 }
 
-inline void loop_core::run_step(small_function& fn) {
+OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
     tls.ctx = nullptr;
     // No clock here: in debug mode the stall watchdog flags a long step (see stall_watch.hpp).
     std::uint64_t id = watch_ ? watch_->step_begin() : 0;
@@ -480,7 +485,7 @@ inline void loop_core::run_step(small_function& fn) {
 // paying for a sleep and a wake-up (about 20-50 µs across cores). Expected fd
 // events are polled with a zero-timeout epoll_wait every 8 polls, and then
 // the spin yields, in case what we wait for runs on this core.
-inline bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int& n) {
+OFFLOAD_DECL bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int& n) {
     unsigned i = 0;
     return spin_until(spin_policy{.budget = spin_budget_}, [&] {
         if (remote_.has_posts()) return true;
@@ -493,7 +498,7 @@ inline bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int&
     });
 }
 
-inline void loop_core::poll(bool may_block) {
+OFFLOAD_DECL void loop_core::poll(bool may_block) {
     // Timeout: 0 when work is ready, the next timer's distance, or forever.
     long long timeout_ns = 0;
     if (may_block) {
@@ -547,7 +552,7 @@ inline void loop_core::poll(bool may_block) {
     }
 }
 
-inline void loop_core::run_timers() {
+OFFLOAD_DECL void loop_core::run_timers() {
     if (timers_.empty()) return;
     auto now = clock::now();
     // Only timers due now: one that re-arms itself for "now" runs next iteration.
@@ -559,7 +564,7 @@ inline void loop_core::run_timers() {
     }
 }
 
-inline void loop_core::drain_remote() {
+OFFLOAD_DECL void loop_core::drain_remote() {
     remote_node* fifo = remote_.take_all();
     if (!fifo) return;
     // A step that runs the node, or discards it if the loop dies first.
@@ -574,5 +579,7 @@ inline void loop_core::drain_remote() {
     };
     while (fifo) ready_.emplace_back(remote_step(std::exchange(fifo, fifo->next)));
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -4,9 +4,12 @@
 // table) and goes back only if nobody touched that slot meanwhile.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/small_function.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <cerrno>
 #include <cstddef>
@@ -25,42 +28,10 @@ public:
 
     /// Calls `fn` whenever `fd` is ready for `write` (or reading). Replaces an
     /// earlier callback, unless `exclusive`: then a second one is an error.
-    void set(int fd, bool write, small_function fn, bool exclusive) {
-        if (fd < 0) throw std::invalid_argument(fmt::format("offload: invalid fd {} passed to the event loop", fd));
-        if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(static_cast<std::size_t>(fd) + 1);
-        entry& e = fds_[static_cast<std::size_t>(fd)];
-        if (exclusive && e.cb[write])
-            throw std::logic_error(fmt::format("offload: fd {} already has a {}; only one task can wait for the same "
-                                               "fd direction at a time",
-                                               fd, write ? "writer" : "reader"));
-        small_function old = std::move(e.cb[write]);
-        const bool was_running = std::exchange(e.running[write], false);
-        e.cb[write] = std::move(fn);
-        ++e.gen[write];
-        try {
-            update(fd, e);
-        } catch (...) {
-            e.cb[write] = std::move(old);
-            e.running[write] = was_running;
-            throw;
-        }
-    }
+    void set(int fd, bool write, small_function fn, bool exclusive);
 
     /// Removes the callback of `fd` for `write`; true if there was one.
-    bool clear(int fd, bool write) noexcept {
-        if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return false;
-        entry& e = fds_[static_cast<std::size_t>(fd)];
-        // A callback that removes itself while it runs was registered, too.
-        bool had = static_cast<bool>(e.cb[write]) || std::exchange(e.running[write], false);
-        ++e.gen[write];
-        small_function old = std::move(e.cb[write]);
-        try {
-            update(fd, e);
-        } catch (...) {
-            e.events = 0;
-        }
-        return had;
-    }
+    bool clear(int fd, bool write) noexcept;
 
     /// Runs the callbacks that `ev` (epoll events of `fd`) makes ready, each
     /// through `run_step(small_function&)`.
@@ -89,29 +60,71 @@ private:
         std::uint32_t events = 0;         // what epoll watches now
     };
 
-    void update(int fd, entry& e) {
-        std::uint32_t want = (e.cb[0] || e.running[0] ? EPOLLIN : 0u) | (e.cb[1] || e.running[1] ? EPOLLOUT : 0u);
-        if (want == e.events) return;
-        epoll_event ev{};
-        ev.events = want;
-        ev.data.fd = fd;
-        int op = e.events == 0 ? EPOLL_CTL_ADD : (want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
-        if (::epoll_ctl(epfd_, op, fd, &ev) < 0) {
-            if (op == EPOLL_CTL_DEL) { // the fd may already be closed; epoll forgot it then
-                e.events = 0;
-                return;
-            }
-            int err = errno;
-            throw std::system_error(err, std::generic_category(),
-                                    fmt::format("offload: cannot watch fd {} with epoll (regular files and closed "
-                                                "fds cannot be watched; use to_thread for file I/O)",
-                                                fd));
-        }
-        e.events = want;
-    }
+    void update(int fd, entry& e);
 
     int epfd_;
     std::vector<entry> fds_;
 };
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void fd_table::set(int fd, bool write, small_function fn, bool exclusive) {
+    if (fd < 0) throw std::invalid_argument(fmt::format("offload: invalid fd {} passed to the event loop", fd));
+    if (static_cast<std::size_t>(fd) >= fds_.size()) fds_.resize(static_cast<std::size_t>(fd) + 1);
+    entry& e = fds_[static_cast<std::size_t>(fd)];
+    if (exclusive && e.cb[write])
+        throw std::logic_error(fmt::format("offload: fd {} already has a {}; only one task can wait for the same "
+                                           "fd direction at a time",
+                                           fd, write ? "writer" : "reader"));
+    small_function old = std::move(e.cb[write]);
+    const bool was_running = std::exchange(e.running[write], false);
+    e.cb[write] = std::move(fn);
+    ++e.gen[write];
+    try {
+        update(fd, e);
+    } catch (...) {
+        e.cb[write] = std::move(old);
+        e.running[write] = was_running;
+        throw;
+    }
+}
+
+OFFLOAD_DECL bool fd_table::clear(int fd, bool write) noexcept {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return false;
+    entry& e = fds_[static_cast<std::size_t>(fd)];
+    // A callback that removes itself while it runs was registered, too.
+    bool had = static_cast<bool>(e.cb[write]) || std::exchange(e.running[write], false);
+    ++e.gen[write];
+    small_function old = std::move(e.cb[write]);
+    try {
+        update(fd, e);
+    } catch (...) {
+        e.events = 0;
+    }
+    return had;
+}
+
+OFFLOAD_DECL void fd_table::update(int fd, entry& e) {
+    std::uint32_t want = (e.cb[0] || e.running[0] ? EPOLLIN : 0u) | (e.cb[1] || e.running[1] ? EPOLLOUT : 0u);
+    if (want == e.events) return;
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = fd;
+    int op = e.events == 0 ? EPOLL_CTL_ADD : (want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD);
+    if (::epoll_ctl(epfd_, op, fd, &ev) < 0) {
+        if (op == EPOLL_CTL_DEL) { // the fd may already be closed; epoll forgot it then
+            e.events = 0;
+            return;
+        }
+        int err = errno;
+        throw std::system_error(err, std::generic_category(),
+                                fmt::format("offload: cannot watch fd {} with epoll (regular files and closed "
+                                            "fds cannot be watched; use to_thread for file I/O)",
+                                            fd));
+    }
+    e.events = want;
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -4,10 +4,13 @@
 // a handler runs as an ordinary step, never inside a signal context.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/small_function.hpp>
 #include <offload/detail/base/system_error.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <csignal>
 #include <functional>
@@ -27,56 +30,17 @@ public:
     signal_set(const signal_set&) = delete;
     signal_set& operator=(const signal_set&) = delete;
     /// Unblocks the handled signals and closes the signalfd.
-    ~signal_set() {
-        for (auto& h : handlers_) unblock(h.first);
-        if (fd_ >= 0) ::close(fd_);
-    }
+    ~signal_set();
 
     /// The signalfd, or -1 before the first handler.
     int fd() const noexcept { return fd_; }
 
     /// Handles `sig` with `fn` (replacing an earlier handler); the signalfd
     /// joins `epfd` with the first handler.
-    void add(int sig, std::function<void()> fn, int epfd) {
-        if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
-            throw std::invalid_argument(
-                fmt::format("offload: signal {} cannot be handled (SIGKILL and SIGSTOP never can)", sig));
-        if (auto* h = find(sig)) {
-            *h = std::move(fn);
-            return;
-        }
-        sigset_t one = only(sig);
-        ::pthread_sigmask(SIG_BLOCK, &one, nullptr);
-        sigaddset(&mask_, sig);
-        int fd = ::signalfd(fd_, &mask_, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (fd < 0) {
-            int err = errno;
-            sigdelset(&mask_, sig);
-            unblock(sig);
-            throw_errno(err, "offload: signalfd");
-        }
-        if (fd_ < 0) {
-            fd_ = fd;
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.fd = fd_;
-            ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd_, &ev);
-        }
-        handlers_.emplace_back(sig, std::move(fn));
-    }
+    void add(int sig, std::function<void()> fn, int epfd);
 
     /// Removes the handler of `sig` and restores its mask; true if there was one.
-    bool remove(int sig) {
-        for (auto it = handlers_.begin(); it != handlers_.end(); ++it) {
-            if (it->first != sig) continue;
-            handlers_.erase(it);
-            sigdelset(&mask_, sig);
-            if (fd_ >= 0) ::signalfd(fd_, &mask_, SFD_NONBLOCK | SFD_CLOEXEC);
-            unblock(sig);
-            return true;
-        }
-        return false;
-    }
+    bool remove(int sig);
 
     /// Reads the pending signals and runs each handler through `run_step`.
     template <class RunStep>
@@ -116,5 +80,54 @@ private:
     sigset_t mask_{};
     std::vector<std::pair<int, std::function<void()>>> handlers_;
 };
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL signal_set::~signal_set() {
+    for (auto& h : handlers_) unblock(h.first);
+    if (fd_ >= 0) ::close(fd_);
+}
+
+OFFLOAD_DECL void signal_set::add(int sig, std::function<void()> fn, int epfd) {
+    if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
+        throw std::invalid_argument(
+            fmt::format("offload: signal {} cannot be handled (SIGKILL and SIGSTOP never can)", sig));
+    if (auto* h = find(sig)) {
+        *h = std::move(fn);
+        return;
+    }
+    sigset_t one = only(sig);
+    ::pthread_sigmask(SIG_BLOCK, &one, nullptr);
+    sigaddset(&mask_, sig);
+    int fd = ::signalfd(fd_, &mask_, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        sigdelset(&mask_, sig);
+        unblock(sig);
+        throw_errno(err, "offload: signalfd");
+    }
+    if (fd_ < 0) {
+        fd_ = fd;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd_;
+        ::epoll_ctl(epfd, EPOLL_CTL_ADD, fd_, &ev);
+    }
+    handlers_.emplace_back(sig, std::move(fn));
+}
+
+OFFLOAD_DECL bool signal_set::remove(int sig) {
+    for (auto it = handlers_.begin(); it != handlers_.end(); ++it) {
+        if (it->first != sig) continue;
+        handlers_.erase(it);
+        sigdelset(&mask_, sig);
+        if (fd_ >= 0) ::signalfd(fd_, &mask_, SFD_NONBLOCK | SFD_CLOEXEC);
+        unblock(sig);
+        return true;
+    }
+    return false;
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

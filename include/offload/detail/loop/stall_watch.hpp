@@ -9,6 +9,8 @@
 // (threshold / 8) above it.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -22,19 +24,10 @@ class stall_watch {
 public:
     using clock = std::chrono::steady_clock;
 
-    explicit stall_watch(clock::duration threshold) : threshold_(threshold), created_(clock::now()) {
-        thread_ = std::thread([this] { run(); });
-    }
+    explicit stall_watch(clock::duration threshold);
     stall_watch(const stall_watch&) = delete;
     stall_watch& operator=(const stall_watch&) = delete;
-    ~stall_watch() {
-        {
-            std::lock_guard lk(mu_);
-            stop_ = true;
-        }
-        cv_.notify_one();
-        thread_.join();
-    }
+    ~stall_watch();
 
     // Loop thread: a step starts; returns its number.
     std::uint64_t step_begin() noexcept {
@@ -52,26 +45,7 @@ public:
     void set_idle(bool idle) noexcept { idle_.store(idle, std::memory_order_relaxed); }
 
 private:
-    void run() {
-        const auto period = std::max<clock::duration>(std::chrono::milliseconds(1), threshold_ / 8);
-        // Steps may begin before this thread runs: bound them by our creation.
-        std::uint64_t seen = 0;
-        auto prev_sample = created_;
-        auto start_bound = created_; // the step `seen` started no earlier than this
-        std::unique_lock lk(mu_);
-        while (!cv_.wait_for(lk, period, [this] { return stop_; })) {
-            auto now = clock::now();
-            std::uint64_t s = steps_.load(std::memory_order_relaxed);
-            if (s != seen || idle_.load(std::memory_order_relaxed)) {
-                seen = s;
-                start_bound = prev_sample; // a new step began after the previous sample
-            } else if (now - start_bound >= threshold_ && suspect_.load(std::memory_order_relaxed) != s) {
-                since_.store(start_bound.time_since_epoch().count(), std::memory_order_relaxed);
-                suspect_.store(s, std::memory_order_release); // publishes since_
-            }
-            prev_sample = now;
-        }
-    }
+    void run();
 
     const clock::duration threshold_;
     const clock::time_point created_;
@@ -84,5 +58,43 @@ private:
     bool stop_ = false;
     std::thread thread_;
 };
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL stall_watch::stall_watch(clock::duration threshold) : threshold_(threshold), created_(clock::now()) {
+    thread_ = std::thread([this] { run(); });
+}
+
+OFFLOAD_DECL stall_watch::~stall_watch() {
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+}
+
+OFFLOAD_DECL void stall_watch::run() {
+    const auto period = std::max<clock::duration>(std::chrono::milliseconds(1), threshold_ / 8);
+    // Steps may begin before this thread runs: bound them by our creation.
+    std::uint64_t seen = 0;
+    auto prev_sample = created_;
+    auto start_bound = created_; // the step `seen` started no earlier than this
+    std::unique_lock lk(mu_);
+    while (!cv_.wait_for(lk, period, [this] { return stop_; })) {
+        auto now = clock::now();
+        std::uint64_t s = steps_.load(std::memory_order_relaxed);
+        if (s != seen || idle_.load(std::memory_order_relaxed)) {
+            seen = s;
+            start_bound = prev_sample; // a new step began after the previous sample
+        } else if (now - start_bound >= threshold_ && suspect_.load(std::memory_order_relaxed) != s) {
+            since_.store(start_bound.time_since_epoch().count(), std::memory_order_relaxed);
+            suspect_.store(s, std::memory_order_release); // publishes since_
+        }
+        prev_sample = now;
+    }
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

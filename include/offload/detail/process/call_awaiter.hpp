@@ -14,7 +14,6 @@
 #include <source_location>
 
 #include <optional>
-#include <ranges>
 #include <tuple>
 #include <type_traits>
 #include <variant>

@@ -3,6 +3,8 @@
 // forkserver receives the descriptors of the worker it is to start.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -18,7 +20,15 @@ namespace offload::detail {
 inline constexpr std::size_t max_passed_fds = 250; // SCM_MAX_FD is 253
 
 /// Sends `len` bytes of `data` (at least one) with `fds` attached. Blocking.
-inline void send_with_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
+OFFLOAD_DECL void send_with_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds);
+
+/// Receives one message into `buf` and up to `max_fds` descriptors (appended
+/// to `fds`, close-on-exec). Returns the byte count (0 at EOF). Blocking.
+OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds, std::size_t max_fds);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void send_with_fds(int sock, const void* data, std::size_t len, const int* fds, std::size_t nfds) {
     if (nfds > max_passed_fds) throw std::invalid_argument("offload: too many descriptors in one message (max 250)");
     iovec iov{const_cast<void*>(data), len};
     msghdr msg{};
@@ -41,9 +51,8 @@ inline void send_with_fds(int sock, const void* data, std::size_t len, const int
     }
 }
 
-/// Receives one message into `buf` and up to `max_fds` descriptors (appended
-/// to `fds`, close-on-exec). Returns the byte count (0 at EOF). Blocking.
-inline std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds, std::size_t max_fds) {
+
+OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds, std::size_t max_fds) {
     iovec iov{buf, cap};
     msghdr msg{};
     msg.msg_iov = &iov;
@@ -73,5 +82,7 @@ inline std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vect
     }
     return static_cast<std::size_t>(n);
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

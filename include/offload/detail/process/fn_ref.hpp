@@ -7,9 +7,13 @@
 // worker loads the same ones, in the same order).
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/errors.hpp>
 
-#include <fmt/format.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -40,7 +44,14 @@ struct resolve {
 } // namespace fn_ref_impl
 
 /// The module and offset of a code address in this process.
-inline fn_ref make_fn_ref(const void* fn) {
+OFFLOAD_DECL fn_ref make_fn_ref(const void* fn);
+
+/// The address in this process of a function named by make_fn_ref.
+OFFLOAD_DECL const void* resolve_fn_ref(fn_ref r);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL fn_ref make_fn_ref(const void* fn) {
     fn_ref_impl::lookup l;
     l.addr = reinterpret_cast<std::uintptr_t>(fn);
     ::dl_iterate_phdr(
@@ -66,8 +77,8 @@ inline fn_ref make_fn_ref(const void* fn) {
     return l.ref;
 }
 
-/// The address in this process of a function named by make_fn_ref.
-inline const void* resolve_fn_ref(fn_ref r) {
+
+OFFLOAD_DECL const void* resolve_fn_ref(fn_ref r) {
     fn_ref_impl::resolve q;
     q.want = r.module;
     ::dl_iterate_phdr(
@@ -87,5 +98,7 @@ inline const void* resolve_fn_ref(fn_ref r) {
                                               r.module));
     return reinterpret_cast<const void*>(q.base + r.offset);
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

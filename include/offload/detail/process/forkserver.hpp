@@ -5,6 +5,8 @@
 // (with the wait status) back to the pool.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/detail/process/exit_codes.hpp>
 #include <offload/detail/process/fd_passing.hpp>
 #include <offload/detail/process/worker.hpp>
@@ -38,7 +40,74 @@ struct forkserver_msg {
     std::int32_t status = 0;
 };
 
-[[noreturn]] inline void run_forkserver(int sock, pid_t parent) {
+[[noreturn]] OFFLOAD_DECL void run_forkserver(int sock, pid_t parent);
+
+/// Starts a forkserver; returns its pid and the parent's end of the socket.
+OFFLOAD_DECL std::pair<pid_t, int> start_forkserver();
+
+/// The pool's end of a forkserver: asks it for workers and reads its exit
+/// reports. Reports that arrive while spawn() waits for its reply are kept in
+/// early_exits() for the pool to handle (they are no longer in the socket).
+class forkserver_client {
+public:
+    forkserver_client() = default;
+    forkserver_client(const forkserver_client&) = delete;
+    forkserver_client& operator=(const forkserver_client&) = delete;
+    ~forkserver_client() { stop(); }
+
+    void start() { std::tie(pid_, sock_) = start_forkserver(); }
+    bool running() const noexcept { return sock_ >= 0; }
+    /// The socket the loop watches for exit reports.
+    int fd() const noexcept { return sock_; }
+
+    /// Forks a worker running on `f`; returns its pid. Throws broken_executor
+    /// if the server is gone, std::system_error if it could not fork.
+    pid_t spawn(const worker_fds& f) {
+        forkserver_msg m{forkserver_msg::spawn, 0, 0};
+        int fds[4] = {f.to_worker, f.to_parent, f.event, f.sock};
+        send_with_fds(sock_, &m, sizeof m, fds, 4);
+        for (;;) { // the reply; exit reports may come first
+            forkserver_msg r;
+            std::vector<int> none;
+            if (recv_with_fds(sock_, &r, sizeof r, none, 0) == 0)
+                throw broken_executor("offload: the forkserver exited; the pool cannot start workers");
+            if (r.type == forkserver_msg::exited) {
+                early_exits_.emplace_back(r.pid, r.status);
+                continue;
+            }
+            if (r.type != forkserver_msg::spawned)
+                throw std::system_error(r.status, std::generic_category(), "offload: forkserver could not fork");
+            return r.pid;
+        }
+    }
+
+    /// Reads one exit report without blocking: 1 when `m` holds one, 0 when
+    /// the server closed the socket (it died), -1 when nothing is there.
+    int read_report(forkserver_msg& m) noexcept {
+        ssize_t n = ::recv(sock_, &m, sizeof m, MSG_DONTWAIT);
+        if (n == 0) return 0;
+        return n == static_cast<ssize_t>(sizeof m) ? 1 : -1;
+    }
+
+    /// Exit reports read by spawn() and not handled yet (oldest first).
+    std::vector<std::pair<pid_t, int>>& early_exits() noexcept { return early_exits_; }
+
+    /// Closes the socket (the server sees EOF, kills its workers and exits) and reaps it.
+    void stop() noexcept {
+        if (sock_ < 0) return;
+        ::close(std::exchange(sock_, -1));
+        ::waitpid(pid_, nullptr, 0);
+    }
+
+private:
+    pid_t pid_ = -1;
+    int sock_ = -1;
+    std::vector<std::pair<pid_t, int>> early_exits_;
+};
+
+#if OFFLOAD_DEFINE_BODIES
+
+[[noreturn]] OFFLOAD_DECL void run_forkserver(int sock, pid_t parent) {
     for (int s = 1; s < NSIG; ++s)
         if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) ::signal(s, SIG_DFL);
     sigset_t chld;
@@ -102,8 +171,8 @@ struct forkserver_msg {
     }
 }
 
-/// Starts a forkserver; returns its pid and the parent's end of the socket.
-inline std::pair<pid_t, int> start_forkserver() {
+
+OFFLOAD_DECL std::pair<pid_t, int> start_forkserver() {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
         throw std::system_error(errno, std::generic_category(), "offload: socketpair for the forkserver");
@@ -123,64 +192,6 @@ inline std::pair<pid_t, int> start_forkserver() {
     return {pid, sv[0]};
 }
 
-/// The pool's end of a forkserver: asks it for workers and reads its exit
-/// reports. Reports that arrive while spawn() waits for its reply are kept in
-/// early_exits() for the pool to handle (they are no longer in the socket).
-class forkserver_client {
-public:
-    forkserver_client() = default;
-    forkserver_client(const forkserver_client&) = delete;
-    forkserver_client& operator=(const forkserver_client&) = delete;
-    ~forkserver_client() { stop(); }
-
-    void start() { std::tie(pid_, sock_) = start_forkserver(); }
-    bool running() const noexcept { return sock_ >= 0; }
-    /// The socket the loop watches for exit reports.
-    int fd() const noexcept { return sock_; }
-
-    /// Forks a worker running on `f`; returns its pid. Throws broken_executor
-    /// if the server is gone, std::system_error if it could not fork.
-    pid_t spawn(const worker_fds& f) {
-        forkserver_msg m{forkserver_msg::spawn, 0, 0};
-        int fds[4] = {f.to_worker, f.to_parent, f.event, f.sock};
-        send_with_fds(sock_, &m, sizeof m, fds, 4);
-        for (;;) { // the reply; exit reports may come first
-            forkserver_msg r;
-            std::vector<int> none;
-            if (recv_with_fds(sock_, &r, sizeof r, none, 0) == 0)
-                throw broken_executor("offload: the forkserver exited; the pool cannot start workers");
-            if (r.type == forkserver_msg::exited) {
-                early_exits_.emplace_back(r.pid, r.status);
-                continue;
-            }
-            if (r.type != forkserver_msg::spawned)
-                throw std::system_error(r.status, std::generic_category(), "offload: forkserver could not fork");
-            return r.pid;
-        }
-    }
-
-    /// Reads one exit report without blocking: 1 when `m` holds one, 0 when
-    /// the server closed the socket (it died), -1 when nothing is there.
-    int read_report(forkserver_msg& m) noexcept {
-        ssize_t n = ::recv(sock_, &m, sizeof m, MSG_DONTWAIT);
-        if (n == 0) return 0;
-        return n == static_cast<ssize_t>(sizeof m) ? 1 : -1;
-    }
-
-    /// Exit reports read by spawn() and not handled yet (oldest first).
-    std::vector<std::pair<pid_t, int>>& early_exits() noexcept { return early_exits_; }
-
-    /// Closes the socket (the server sees EOF, kills its workers and exits) and reaps it.
-    void stop() noexcept {
-        if (sock_ < 0) return;
-        ::close(std::exchange(sock_, -1));
-        ::waitpid(pid_, nullptr, 0);
-    }
-
-private:
-    pid_t pid_ = -1;
-    int sock_ = -1;
-    std::vector<std::pair<pid_t, int>> early_exits_;
-};
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

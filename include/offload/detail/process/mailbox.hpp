@@ -15,7 +15,7 @@
 #include <offload/codec.hpp>
 #include <offload/errors.hpp>
 
-#include <fmt/format.h>
+#include <fmt/core.h>
 
 #include <atomic>
 #include <cerrno>

@@ -13,6 +13,7 @@
 
 #include <offload/available_cpus.hpp>
 #include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/env.hpp>
 #include <offload/detail/base/intrusive_list.hpp>
 #include <offload/detail/loop/core.hpp>
@@ -27,7 +28,9 @@
 #include <offload/executor.hpp>
 #include <offload/process_pool_options.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -133,7 +136,9 @@ private:
     executor_counters counters_;
 };
 
-inline void process_pool_core::worker_timer_fired(worker_process& w) noexcept {
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void process_pool_core::worker_timer_fired(worker_process& w) noexcept {
     if (w.st == worker_process::state::idle) { // idle long enough: give big mailbox pages back
         w.trim();
         return;
@@ -143,7 +148,7 @@ inline void process_pool_core::worker_timer_fired(worker_process& w) noexcept {
     kill_worker(w);
 }
 
-inline process_pool_core::process_pool_core(process_pool_options opts) : opts_(std::move(opts)) {
+OFFLOAD_DECL process_pool_core::process_pool_core(process_pool_options opts) : opts_(std::move(opts)) {
     if (started_as_spawned_worker())
         throw std::logic_error(
             "offload: this process was started as a process_pool worker (spawn) but main() did not call "
@@ -173,17 +178,17 @@ inline process_pool_core::process_pool_core(process_pool_options opts) : opts_(s
     }
 }
 
-inline bool process_pool_core::debug_fork_warning() const {
+OFFLOAD_DECL bool process_pool_core::debug_fork_warning() const {
     if (auto* l = loop_core::current(); l && l->get_debug()) return true;
     return debug_env_enabled();
 }
 
-inline process_pool_core::~process_pool_core() {
+OFFLOAD_DECL process_pool_core::~process_pool_core() {
     in_destructor_ = true;
     shutdown(true, true);
 }
 
-inline void process_pool_core::start_worker(std::size_t index) {
+OFFLOAD_DECL void process_pool_core::start_worker(std::size_t index) {
     auto& w = *workers_[index];
     w.reset(opts_.shared_memory_threshold);
     w.fd_to_worker = mailbox::create_fd(opts_.shared_memory_threshold, "offload-call");
@@ -232,7 +237,7 @@ inline void process_pool_core::start_worker(std::size_t index) {
 // Registers a worker with the bound loop: its death (pidfd) and, until it is
 // ready, a start deadline that catches a spawned worker that never reaches
 // worker_main.
-inline void process_pool_core::watch(worker_process& w) {
+OFFLOAD_DECL void process_pool_core::watch(worker_process& w) {
     w.loop = loop_;
     if (w.pidfd >= 0) {
         auto* wp = &w;
@@ -248,7 +253,7 @@ inline void process_pool_core::watch(worker_process& w) {
 }
 
 // A child worker (fork, spawn) that exited: collect its status (no zombie).
-inline void process_pool_core::reap(worker_process& w) noexcept {
+OFFLOAD_DECL void process_pool_core::reap(worker_process& w) noexcept {
     if (w.pidfd < 0 || w.st == worker_process::state::dead) return;
     siginfo_t si{};
     if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(w.pidfd), &si, WEXITED | WNOHANG) < 0 ||
@@ -257,7 +262,7 @@ inline void process_pool_core::reap(worker_process& w) noexcept {
     on_exit(w, si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8 : (si.si_status & 0x7f));
 }
 
-inline void process_pool_core::bind(loop_core& loop) {
+OFFLOAD_DECL void process_pool_core::bind(loop_core& loop) {
     if (loop_ == &loop) return;
     if (loop_)
         throw std::logic_error("offload: a process_pool serves one event loop at a time and this one is bound to "
@@ -272,7 +277,7 @@ inline void process_pool_core::bind(loop_core& loop) {
     on_event();          // messages that arrived before the loop existed
 }
 
-inline void process_pool_core::unbind() noexcept {
+OFFLOAD_DECL void process_pool_core::unbind() noexcept {
     if (!loop_) return;
     loop_core::remove_observer(this);
     loop_->clear_io(eventfd_, false);
@@ -285,7 +290,7 @@ inline void process_pool_core::unbind() noexcept {
     loop_ = nullptr;
 }
 
-inline void process_pool_core::loop_closing() noexcept {
+OFFLOAD_DECL void process_pool_core::loop_closing() noexcept {
     // The loop's tasks are gone (their calls detached); keep the workers for the next loop.
     loop_core* l = loop_;
     loop_ = nullptr;
@@ -298,19 +303,19 @@ inline void process_pool_core::loop_closing() noexcept {
     if (forkserver_.running()) l->clear_io(forkserver_.fd(), false);
 }
 
-inline worker_process* process_pool_core::find_pid(pid_t pid) noexcept {
+OFFLOAD_DECL worker_process* process_pool_core::find_pid(pid_t pid) noexcept {
     for (auto& s : workers_)
         if (s->pid == pid && s->st != worker_process::state::dead) return s.get();
     return nullptr;
 }
 
-inline std::exception_ptr process_pool_core::closed_error() const {
+OFFLOAD_DECL std::exception_ptr process_pool_core::closed_error() const {
     return std::make_exception_ptr(executor_closed(
         "offload::executor_closed: the process pool was shut down and takes no new calls; submit before "
         "shutdown() or create a new pool"));
 }
 
-inline void process_pool_core::submit(process_call* c) {
+OFFLOAD_DECL void process_pool_core::submit(process_call* c) {
     if (broken_) throw broken_executor(broken_why_);
     if (closed_.load(std::memory_order_acquire)) std::rethrow_exception(closed_error());
     bind(*c->loop);
@@ -323,7 +328,7 @@ inline void process_pool_core::submit(process_call* c) {
     dispatch();
 }
 
-inline void process_pool_core::dispatch() noexcept {
+OFFLOAD_DECL void process_pool_core::dispatch() noexcept {
     for (auto& s : workers_) {
         if (pending_.empty()) return;
         auto& w = *s;
@@ -357,13 +362,13 @@ inline void process_pool_core::dispatch() noexcept {
     }
 }
 
-inline void process_pool_core::resolve(process_call* c) noexcept {
+OFFLOAD_DECL void process_pool_core::resolve(process_call* c) noexcept {
     c->ph = process_call::phase::done;
     c->worker = nullptr;
     c->wake();
 }
 
-inline void process_pool_core::on_event() noexcept {
+OFFLOAD_DECL void process_pool_core::on_event() noexcept {
     std::uint64_t v;
     while (::read(eventfd_, &v, sizeof v) > 0) {
     }
@@ -374,7 +379,7 @@ inline void process_pool_core::on_event() noexcept {
     }
 }
 
-inline void process_pool_core::on_message(worker_process& w) noexcept {
+OFFLOAD_DECL void process_pool_core::on_message(worker_process& w) noexcept {
     w.seen = w.to_parent.hdr()->seq.load(std::memory_order_acquire);
     try {
         w.to_parent.refresh();
@@ -447,14 +452,14 @@ inline void process_pool_core::on_message(worker_process& w) noexcept {
 // keep coming (a cold 64 MiB write costs several times a warm one), and are
 // given back once a worker has been idle, or has only seen small messages,
 // for `mailbox_hold`.
-inline void process_pool_core::note_size(worker_process& w, std::size_t bytes) noexcept {
+OFFLOAD_DECL void process_pool_core::note_size(worker_process& w, std::size_t bytes) noexcept {
     if (bytes <= w.keep) return;
     w.held = std::max(w.held, bytes);
     w.big_at = clock::now();
 }
 
 // Asks an idle worker to exit; a replacement starts when it has (unless closed).
-inline void process_pool_core::retire(worker_process& w) noexcept {
+OFFLOAD_DECL void process_pool_core::retire(worker_process& w) noexcept {
     w.st = worker_process::state::retiring;
     if (loop_) loop_->remove_timer(&w); // an idle trim: the worker is leaving anyway
     try {
@@ -465,7 +470,7 @@ inline void process_pool_core::retire(worker_process& w) noexcept {
     }
 }
 
-inline void process_pool_core::kill_worker(worker_process& w) noexcept {
+OFFLOAD_DECL void process_pool_core::kill_worker(worker_process& w) noexcept {
     if (w.st == worker_process::state::dead || w.killed) return;
     w.killed = true;
     if (w.call) counters_.kills.fetch_add(1, std::memory_order_relaxed);
@@ -473,13 +478,13 @@ inline void process_pool_core::kill_worker(worker_process& w) noexcept {
 }
 
 // How a worker died, in words: "signal 9 (Killed)" or "status 3".
-inline std::string process_pool_core::describe_death(int sig, int code) {
+OFFLOAD_DECL std::string process_pool_core::describe_death(int sig, int code) {
     return sig ? fmt::format("signal {} ({})", sig, ::strsignal(sig)) : fmt::format("status {}", code);
 }
 
 // The call a dead worker was running resolves: cancelled (we killed it for a
 // cancellation), timeout_error (for task_timeout) or worker_crashed.
-inline void process_pool_core::resolve_orphaned_call(worker_process& w, process_call* c, int sig, int code) noexcept {
+OFFLOAD_DECL void process_pool_core::resolve_orphaned_call(worker_process& w, process_call* c, int sig, int code) noexcept {
     counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     if (c->end == process_call::fate::cancelled) {
         counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -505,7 +510,7 @@ inline void process_pool_core::resolve_orphaned_call(worker_process& w, process_
 }
 
 // Why a worker that died before it was ready breaks the pool.
-inline std::string process_pool_core::startup_failure(const worker_process& w, pid_t pid, int sig, int code) {
+OFFLOAD_DECL std::string process_pool_core::startup_failure(const worker_process& w, pid_t pid, int sig, int code) {
     if (sig == 0 && code == exit_code::initializer_threw)
         return "offload::broken_executor: the process pool's initializer threw in a new worker (see its message "
                "on stderr); the pool is broken";
@@ -519,7 +524,7 @@ inline std::string process_pool_core::startup_failure(const worker_process& w, p
                        pid, describe_death(sig, code));
 }
 
-inline void process_pool_core::on_exit(worker_process& w, int status) noexcept {
+OFFLOAD_DECL void process_pool_core::on_exit(worker_process& w, int status) noexcept {
     if (w.st == worker_process::state::dead) return;
     auto was = w.st;
     w.st = worker_process::state::dead;
@@ -566,7 +571,7 @@ inline void process_pool_core::on_exit(worker_process& w, int status) noexcept {
     dispatch();
 }
 
-inline void process_pool_core::on_server() noexcept {
+OFFLOAD_DECL void process_pool_core::on_server() noexcept {
     for (;;) {
         drain_early_exits();
         forkserver_msg m;
@@ -586,7 +591,7 @@ inline void process_pool_core::on_server() noexcept {
 // for a spawn reply (two workers dying together, say). They are no longer in the
 // socket, so nothing would wake the loop for them: handle them here. on_exit may
 // start a worker and stash more, hence the loop.
-inline void process_pool_core::drain_early_exits() noexcept {
+OFFLOAD_DECL void process_pool_core::drain_early_exits() noexcept {
     auto& early = forkserver_.early_exits();
     while (!early.empty()) {
         auto [pid, status] = early.front();
@@ -595,7 +600,7 @@ inline void process_pool_core::drain_early_exits() noexcept {
     }
 }
 
-inline void process_pool_core::fail_pending(const std::exception_ptr& e) noexcept {
+OFFLOAD_DECL void process_pool_core::fail_pending(const std::exception_ptr& e) noexcept {
     while (process_call* c = pending_.pop_front()) {
         counters_.queued.fetch_sub(1, std::memory_order_relaxed);
         counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -604,7 +609,7 @@ inline void process_pool_core::fail_pending(const std::exception_ptr& e) noexcep
     }
 }
 
-inline void process_pool_core::break_pool(const std::string& why) noexcept {
+OFFLOAD_DECL void process_pool_core::break_pool(const std::string& why) noexcept {
     if (broken_) return;
     broken_ = true;
     broken_why_ = why;
@@ -621,7 +626,7 @@ inline void process_pool_core::break_pool(const std::string& why) noexcept {
     check_all_exited();
 }
 
-inline void process_pool_core::cancel_call(process_call* c) noexcept {
+OFFLOAD_DECL void process_pool_core::cancel_call(process_call* c) noexcept {
     if (c->ph == process_call::phase::queued) {
         intrusive_list<process_call>::erase(c);
         counters_.queued.fetch_sub(1, std::memory_order_relaxed);
@@ -635,7 +640,7 @@ inline void process_pool_core::cancel_call(process_call* c) noexcept {
     }
 }
 
-inline void process_pool_core::detach_call(process_call* c) noexcept {
+OFFLOAD_DECL void process_pool_core::detach_call(process_call* c) noexcept {
     if (c->ph == process_call::phase::queued) {
         intrusive_list<process_call>::erase(c);
         counters_.queued.fetch_sub(1, std::memory_order_relaxed);
@@ -652,7 +657,7 @@ inline void process_pool_core::detach_call(process_call* c) noexcept {
     c->pool = nullptr;
 }
 
-inline void process_pool_core::begin_shutdown(bool cancel_pending) noexcept {
+OFFLOAD_DECL void process_pool_core::begin_shutdown(bool cancel_pending) noexcept {
     if (cancel_pending) fail_pending(closed_error());
     for (auto& s : workers_) {
         if (s->st == worker_process::state::idle && pending_.empty()) retire(*s);
@@ -661,7 +666,7 @@ inline void process_pool_core::begin_shutdown(bool cancel_pending) noexcept {
     check_all_exited();
 }
 
-inline void process_pool_core::check_all_exited() noexcept {
+OFFLOAD_DECL void process_pool_core::check_all_exited() noexcept {
     if (!closed_.load()) return;
     for (auto& s : workers_)
         if (s->st != worker_process::state::dead) return;
@@ -675,7 +680,7 @@ inline void process_pool_core::check_all_exited() noexcept {
 // Drives the pool without the loop (shutdown on the loop thread, the
 // destructor): waits for results and deaths with poll(); past `deadline`
 // it kills whatever still runs.
-inline void process_pool_core::drive_blocking(std::chrono::steady_clock::time_point deadline) noexcept {
+OFFLOAD_DECL void process_pool_core::drive_blocking(std::chrono::steady_clock::time_point deadline) noexcept {
     bool killed_all = false;
     auto hard_stop = deadline + std::chrono::seconds(5);
     for (;;) {
@@ -706,7 +711,7 @@ inline void process_pool_core::drive_blocking(std::chrono::steady_clock::time_po
     }
 }
 
-inline void process_pool_core::shutdown(bool wait, bool cancel_pending) {
+OFFLOAD_DECL void process_pool_core::shutdown(bool wait, bool cancel_pending) {
     loop_core* bound;
     {
         std::lock_guard lk(mu_);
@@ -735,11 +740,13 @@ inline void process_pool_core::shutdown(bool wait, bool cancel_pending) {
     }
 }
 
-inline std::vector<pid_t> process_pool_core::worker_pids() const {
+OFFLOAD_DECL std::vector<pid_t> process_pool_core::worker_pids() const {
     std::vector<pid_t> p;
     for (auto& s : workers_)
         if (s->st != worker_process::state::dead) p.push_back(s->pid);
     return p;
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

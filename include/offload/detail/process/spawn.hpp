@@ -7,11 +7,15 @@
 // workers on request, so later (re)starts never fork the threaded parent.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/detail/base/read_file.hpp>
 #include <offload/detail/process/exit_codes.hpp>
 #include <offload/detail/process/worker.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <cerrno>
 #include <csignal>
@@ -37,15 +41,44 @@ namespace offload::detail {
 inline constexpr const char* spawn_flag = "--offload-worker";
 inline constexpr int spawn_first_fd = 3; // to_worker, to_parent, event, sock = 3, 4, 5, 6
 
-inline void close_from(int first) noexcept {
+OFFLOAD_DECL void close_from(int first) noexcept;
+
+/// Names of the threads of this process other than the caller ("name (tid)").
+OFFLOAD_DECL std::vector<std::string> other_threads();
+
+/// Debug mode: forking a process that runs other threads copies their locks in
+/// whatever state they are; say which threads, once per fork.
+OFFLOAD_DECL void warn_threaded_fork();
+
+/// fork start method: the child runs the worker loop at once.
+OFFLOAD_DECL pid_t start_forked(worker_fds f);
+
+/// spawn start method: fork + exec /proc/self/exe with the worker's fds at 3..6.
+OFFLOAD_DECL pid_t start_spawned(worker_fds f);
+
+/// The worker side of spawn: true if argv says this process is a spawned worker.
+inline bool is_spawned_worker(int argc, char** argv) noexcept {
+    return argc >= 3 && argv[1] && std::strcmp(argv[1], spawn_flag) == 0;
+}
+
+/// True in a process that the spawn method started: its command line carries
+/// the worker flag. A program that reaches process_pool's constructor there
+/// forgot worker_main; it must fail at once instead of re-running itself.
+/// Read from /proc/self/cmdline when a pool is created, so a program that
+/// never creates one never reads it.
+OFFLOAD_DECL bool started_as_spawned_worker();
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void close_from(int first) noexcept {
 #ifdef SYS_close_range
     if (::syscall(SYS_close_range, first, ~0u, 0) == 0) return;
 #endif
     for (int fd = first; fd < 1024; ++fd) ::close(fd);
 }
 
-/// Names of the threads of this process other than the caller ("name (tid)").
-inline std::vector<std::string> other_threads() {
+
+OFFLOAD_DECL std::vector<std::string> other_threads() {
     std::vector<std::string> out;
     DIR* d = ::opendir("/proc/self/task");
     if (!d) return out;
@@ -65,9 +98,8 @@ inline std::vector<std::string> other_threads() {
     return out;
 }
 
-/// Debug mode: forking a process that runs other threads copies their locks in
-/// whatever state they are; say which threads, once per fork.
-inline void warn_threaded_fork() {
+
+OFFLOAD_DECL void warn_threaded_fork() {
     auto threads = other_threads();
     if (threads.empty()) return;
     std::string list;
@@ -80,8 +112,8 @@ inline void warn_threaded_fork() {
     std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-/// fork start method: the child runs the worker loop at once.
-inline pid_t start_forked(worker_fds f) {
+
+OFFLOAD_DECL pid_t start_forked(worker_fds f) {
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) throw std::system_error(errno, std::generic_category(), "offload: fork of a pool worker");
@@ -89,8 +121,8 @@ inline pid_t start_forked(worker_fds f) {
     return pid;
 }
 
-/// spawn start method: fork + exec /proc/self/exe with the worker's fds at 3..6.
-inline pid_t start_spawned(worker_fds f) {
+
+OFFLOAD_DECL pid_t start_spawned(worker_fds f) {
     pid_t parent = ::getpid();
     std::string parent_arg = std::to_string(parent);
     pid_t pid = ::fork();
@@ -114,17 +146,8 @@ inline pid_t start_spawned(worker_fds f) {
     return pid;
 }
 
-/// The worker side of spawn: true if argv says this process is a spawned worker.
-inline bool is_spawned_worker(int argc, char** argv) noexcept {
-    return argc >= 3 && argv[1] && std::strcmp(argv[1], spawn_flag) == 0;
-}
 
-/// True in a process that the spawn method started: its command line carries
-/// the worker flag. A program that reaches process_pool's constructor there
-/// forgot worker_main; it must fail at once instead of re-running itself.
-/// Read from /proc/self/cmdline when a pool is created, so a program that
-/// never creates one never reads it.
-inline bool started_as_spawned_worker() {
+OFFLOAD_DECL bool started_as_spawned_worker() {
     static const bool spawned = [] {
         auto all = read_small_file("/proc/self/cmdline");
         if (!all) return false;
@@ -133,5 +156,7 @@ inline bool started_as_spawned_worker() {
     }();
     return spawned;
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -8,6 +8,8 @@
 // a wake-up if the reader sleeps) and the init message every worker reads first.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/detail/process/fd_passing.hpp>
 #include <offload/detail/process/fn_ref.hpp>
 #include <offload/detail/process/mailbox.hpp>
@@ -79,14 +81,61 @@ enum class std_exception_kind : std::uint8_t {
     serialization_error,
 };
 
-inline std::string demangle(const char* name) {
+OFFLOAD_DECL std::string demangle(const char* name);
+
+/// Encodes the exception being handled (call inside a catch block).
+OFFLOAD_DECL void encode_current_exception(byte_writer& out);
+
+/// Rebuilds and throws an exception encoded by encode_current_exception.
+[[noreturn]] OFFLOAD_DECL void throw_remote_exception(byte_reader& in);
+
+inline void encode_fn_ref(byte_writer& w, fn_ref r) {
+    codec<std::uint32_t>::encode(w, r.module);
+    codec<std::uint64_t>::encode(w, r.offset);
+}
+inline fn_ref decode_fn_ref(byte_reader& r) {
+    fn_ref f;
+    f.module = codec<std::uint32_t>::decode(r);
+    f.offset = codec<std::uint64_t>::decode(r);
+    return f;
+}
+
+/// The descriptors a worker is started with.
+struct worker_fds {
+    int to_worker = -1; // mailbox memfd: calls
+    int to_parent = -1; // mailbox memfd: results
+    int event = -1;     // eventfd that wakes the parent's loop
+    int sock = -1;      // unix socket for descriptors (shared_buffer)
+};
+
+/// Everything a worker needs before its first call (sent as the init message).
+struct worker_init {
+    std::optional<std::int64_t> cpu_seconds;
+    std::optional<std::uint64_t> address_space;
+    std::optional<fn_ref> initializer;
+};
+
+OFFLOAD_DECL void encode_init(byte_writer& w, const worker_init& i);
+OFFLOAD_DECL worker_init decode_init(byte_reader& r);
+
+/// Publishes one message that `w`, built on `box`, encoded in place: its
+/// descriptors, then the sequence number, then a wake-up if the reader
+/// sleeps. Used by both sides.
+OFFLOAD_DECL void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd);
+
+/// Receives the descriptors announced by a message header.
+OFFLOAD_DECL std::vector<int> mailbox_take_fds(const mailbox& box, int sock);
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL std::string demangle(const char* name) {
     int status = 0;
     std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
     return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
-/// Encodes the exception being handled (call inside a catch block).
-inline void encode_current_exception(byte_writer& out) {
+
+OFFLOAD_DECL void encode_current_exception(byte_writer& out) {
     std::type_info* t = abi::__cxa_current_exception_type();
     std::string type = t ? demangle(t->name()) : std::string("<unknown>");
     std::string what = "non-standard exception (not derived from std::exception)";
@@ -123,8 +172,8 @@ inline void encode_current_exception(byte_writer& out) {
     codec<std::string>::encode(out, what);
 }
 
-/// Rebuilds and throws an exception encoded by encode_current_exception.
-[[noreturn]] inline void throw_remote_exception(byte_reader& in) {
+
+[[noreturn]] OFFLOAD_DECL void throw_remote_exception(byte_reader& in) {
     auto kind = static_cast<std_exception_kind>(codec<std::uint8_t>::decode(in));
     std::string type = codec<std::string>::decode(in);
     std::string what = codec<std::string>::decode(in);
@@ -146,39 +195,16 @@ inline void encode_current_exception(byte_writer& out) {
     throw remote_error(type, what);
 }
 
-inline void encode_fn_ref(byte_writer& w, fn_ref r) {
-    codec<std::uint32_t>::encode(w, r.module);
-    codec<std::uint64_t>::encode(w, r.offset);
-}
-inline fn_ref decode_fn_ref(byte_reader& r) {
-    fn_ref f;
-    f.module = codec<std::uint32_t>::decode(r);
-    f.offset = codec<std::uint64_t>::decode(r);
-    return f;
-}
 
-/// The descriptors a worker is started with.
-struct worker_fds {
-    int to_worker = -1; // mailbox memfd: calls
-    int to_parent = -1; // mailbox memfd: results
-    int event = -1;     // eventfd that wakes the parent's loop
-    int sock = -1;      // unix socket for descriptors (shared_buffer)
-};
-
-/// Everything a worker needs before its first call (sent as the init message).
-struct worker_init {
-    std::optional<std::int64_t> cpu_seconds;
-    std::optional<std::uint64_t> address_space;
-    std::optional<fn_ref> initializer;
-};
-
-inline void encode_init(byte_writer& w, const worker_init& i) {
+OFFLOAD_DECL void encode_init(byte_writer& w, const worker_init& i) {
     codec<std::optional<std::int64_t>>::encode(w, i.cpu_seconds);
     codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
     codec<bool>::encode(w, i.initializer.has_value());
     if (i.initializer) encode_fn_ref(w, *i.initializer);
 }
-inline worker_init decode_init(byte_reader& r) {
+
+
+OFFLOAD_DECL worker_init decode_init(byte_reader& r) {
     worker_init i;
     i.cpu_seconds = codec<std::optional<std::int64_t>>::decode(r);
     i.address_space = codec<std::optional<std::uint64_t>>::decode(r);
@@ -186,10 +212,8 @@ inline worker_init decode_init(byte_reader& r) {
     return i;
 }
 
-/// Publishes one message that `w`, built on `box`, encoded in place: its
-/// descriptors, then the sequence number, then a wake-up if the reader
-/// sleeps. Used by both sides.
-inline void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
+
+OFFLOAD_DECL void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
     assert(w.size() == 0 || w.bytes().data() == box.payload());
     if (!w.fds().empty()) {
         char mark = 'F';
@@ -210,8 +234,8 @@ inline void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int 
     }
 }
 
-/// Receives the descriptors announced by a message header.
-inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
+
+OFFLOAD_DECL std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
     std::vector<int> fds;
     std::uint32_t n = box.hdr()->nfds;
     if (n == 0) return fds;
@@ -223,5 +247,7 @@ inline std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
     }
     return fds;
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

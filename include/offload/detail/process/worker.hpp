@@ -6,6 +6,8 @@
 // the race where the parent died first).
 #pragma once
 
+#include <offload/detail/base/config.hpp>
+
 #include <offload/detail/base/spin.hpp>
 #include <offload/detail/process/exit_codes.hpp>
 #include <offload/detail/process/fn_ref.hpp>
@@ -29,14 +31,21 @@
 
 namespace offload::detail {
 
-[[noreturn]] inline void worker_fatal(const char* what) {
+[[noreturn]] OFFLOAD_DECL void worker_fatal(const char* what);
+
+/// Runs a worker; never returns.
+[[noreturn]] OFFLOAD_DECL void run_worker(worker_fds f, pid_t parent);
+
+#if OFFLOAD_DEFINE_BODIES
+
+[[noreturn]] OFFLOAD_DECL void worker_fatal(const char* what) {
     std::fprintf(stderr, "offload worker %d: %s\n", static_cast<int>(::getpid()), what);
     std::fflush(stderr);
     ::_exit(exit_code::worker_fatal);
 }
 
-/// Runs a worker; never returns.
-[[noreturn]] inline void run_worker(worker_fds f, pid_t parent) {
+
+[[noreturn]] OFFLOAD_DECL void run_worker(worker_fds f, pid_t parent) {
     // A fresh signal state: the parent's loop blocked signals for its signalfd.
     for (int s = 1; s < NSIG; ++s)
         if (s != SIGKILL && s != SIGSTOP) ::signal(s, SIG_DFL);
@@ -126,5 +135,7 @@ namespace offload::detail {
         worker_fatal(e.what());
     }
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -4,11 +4,23 @@
 #pragma once
 
 #include <cstddef>
+#include <iterator>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
 namespace offload::detail {
+
+// What map accepts: std::ranges::input_range and range_value_t, spelled with
+// <iterator> alone (<ranges> costs every includer ~50 ms of compile time).
+template <class R>
+concept input_range = requires(R& r) {
+    std::ranges::begin(r);
+    std::ranges::end(r);
+} && std::input_iterator<decltype(std::ranges::begin(std::declval<R&>()))>;
+
+template <class R>
+using range_value_t = std::iter_value_t<decltype(std::ranges::begin(std::declval<R&>()))>;
 
 /// The elements of `range`, copied, in chunks of `chunk_size` (the last may be shorter).
 template <class T, class Range>

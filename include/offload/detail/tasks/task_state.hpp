@@ -5,6 +5,7 @@
 // task finishes; the state lives on while a task_handle refers to it.
 #pragma once
 
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/intrusive_list.hpp>
 #include <offload/detail/base/type_traits.hpp>
 #include <offload/detail/loop/core.hpp>
@@ -63,48 +64,18 @@ public:
 
     // runner side
     void set_exception(std::exception_ptr e) noexcept { exception_ = std::move(e); }
-    void complete() noexcept {
-        done = true;
-        waiter = nullptr;
-        if (exception_) {
-            try {
-                std::rethrow_exception(exception_);
-            } catch (const cancelled_error&) {
-                was_cancelled_ = true;
-            } catch (...) {
-            }
-        }
-        while (done_listener* l = listeners_.pop_front()) l->on_done();
-        el_->retire(this); // the loop's reference, dropped after this step
-    }
+    /// The task ended: tells the listeners and hands the loop's reference back.
+    void complete() noexcept;
 
     std::coroutine_handle<> runner;
 
 protected:
-    virtual ~task_state_base() {
-        report_if_unobserved();
-        if (el_) intrusive_list<task_record>::erase(this);
-    }
+    virtual ~task_state_base();
 
 private:
-    void abandon() noexcept override {
-        done = true;
-        was_cancelled_ = true;
-        if (runner) std::exchange(runner, {}).destroy();
-        release(); // the loop's reference: this task will never complete
-    }
-    void detach() noexcept override {
-        report_if_unobserved();
-        intrusive_list<task_record>::erase(this);
-        el_ = nullptr;
-        loop = nullptr;
-    }
-    void report_if_unobserved() noexcept {
-        if (el_ && failed() && !retrieved_) {
-            retrieved_ = true;
-            el_->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
-        }
-    }
+    void abandon() noexcept override;
+    void detach() noexcept override;
+    void report_if_unobserved() noexcept;
 
     loop_core* el_;
     int refs_ = 1; // the loop's reference while the task runs
@@ -113,6 +84,51 @@ private:
     bool retrieved_ = false;
     intrusive_list<done_listener> listeners_;
 };
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL void task_state_base::complete() noexcept {
+    done = true;
+    waiter = nullptr;
+    if (exception_) {
+        try {
+            std::rethrow_exception(exception_);
+        } catch (const cancelled_error&) {
+            was_cancelled_ = true;
+        } catch (...) {
+        }
+    }
+    while (done_listener* l = listeners_.pop_front()) l->on_done();
+    el_->retire(this); // the loop's reference, dropped after this step
+}
+
+OFFLOAD_DECL task_state_base::~task_state_base() {
+    report_if_unobserved();
+    if (el_) intrusive_list<task_record>::erase(this);
+}
+
+OFFLOAD_DECL void task_state_base::abandon() noexcept {
+    done = true;
+    was_cancelled_ = true;
+    if (runner) std::exchange(runner, {}).destroy();
+    release(); // the loop's reference: this task will never complete
+}
+
+OFFLOAD_DECL void task_state_base::detach() noexcept {
+    report_if_unobserved();
+    intrusive_list<task_record>::erase(this);
+    el_ = nullptr;
+    loop = nullptr;
+}
+
+OFFLOAD_DECL void task_state_base::report_if_unobserved() noexcept {
+    if (el_ && failed() && !retrieved_) {
+        retrieved_ = true;
+        el_->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
+    }
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 template <class T>
 class task_state final : public task_state_base {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/cpu.hpp>
 #include <offload/detail/base/futex.hpp>
 #include <offload/detail/base/mpmc_ring.hpp>
@@ -18,7 +19,9 @@
 #include <offload/errors.hpp>
 #include <offload/executor.hpp>
 
-#include <fmt/core.h>
+#if OFFLOAD_DEFINE_BODIES
+#include <fmt/core.h> // messages of the function bodies below
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -110,7 +113,9 @@ private:
     executor_counters counters_;
 };
 
-inline thread_pool_core::thread_pool_core(std::size_t n, std::size_t queue_capacity, std::string name)
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL thread_pool_core::thread_pool_core(std::size_t n, std::size_t queue_capacity, std::string name)
     : name_(name.empty() ? std::string("offload") : std::move(name)), queue_capacity_(queue_capacity) {
     if (n == 0 || n > 4096)
         throw std::invalid_argument(fmt::format("offload: thread_pool_options.workers = {} is not a sensible pool "
@@ -139,14 +144,14 @@ inline thread_pool_core::thread_pool_core(std::size_t n, std::size_t queue_capac
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
-inline void thread_pool_core::check_open() const {
+OFFLOAD_DECL void thread_pool_core::check_open() const {
     if (closed_.load(std::memory_order_acquire))
         throw executor_closed(fmt::format("offload::executor_closed: thread pool '{}' was shut down and takes no new "
                                           "calls; submit before shutdown() or use another executor",
                                           name_));
 }
 
-inline bool thread_pool_core::admit(thread_call* c) {
+OFFLOAD_DECL bool thread_pool_core::admit(thread_call* c) {
     check_open();
     counters_.submitted.fetch_add(1, std::memory_order_relaxed);
     if (queue_capacity_ == 0) return true;
@@ -162,7 +167,7 @@ inline bool thread_pool_core::admit(thread_call* c) {
     return false;
 }
 
-inline bool thread_pool_core::cancel_waiting(thread_call* c) noexcept {
+OFFLOAD_DECL bool thread_pool_core::cancel_waiting(thread_call* c) noexcept {
     std::lock_guard lk(slot_mu_);
     auto it = std::find(slot_waiters_.begin(), slot_waiters_.end(), c);
     if (it == slot_waiters_.end()) return false; // granted already: the grant is on its way
@@ -172,7 +177,7 @@ inline bool thread_pool_core::cancel_waiting(thread_call* c) noexcept {
     return true;
 }
 
-inline void thread_pool_core::release_slot() noexcept {
+OFFLOAD_DECL void thread_pool_core::release_slot() noexcept {
     if (queue_capacity_ == 0) return;
     thread_call* next = nullptr;
     {
@@ -188,7 +193,7 @@ inline void thread_pool_core::release_slot() noexcept {
     next->loop->post_remote(next);
 }
 
-inline bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref) {
+OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref) {
     // Shutdown waits for in-progress submissions, so none lands after the workers left.
     submitting_.fetch_add(1, std::memory_order_seq_cst);
     if (closed_.load(std::memory_order_seq_cst)) {
@@ -219,7 +224,7 @@ inline bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref) {
     return true;
 }
 
-inline bool thread_pool_core::cancel_queued(thread_call* c) noexcept {
+OFFLOAD_DECL bool thread_pool_core::cancel_queued(thread_call* c) noexcept {
     auto expected = call_state::queued;
     if (!c->state.compare_exchange_strong(expected, call_state::dropped, std::memory_order_acq_rel)) return false;
     // The pointer stays in the queue; the worker that pops it drops it.
@@ -229,7 +234,7 @@ inline bool thread_pool_core::cancel_queued(thread_call* c) noexcept {
     return true;
 }
 
-inline thread_call* thread_pool_core::pop() noexcept {
+OFFLOAD_DECL thread_call* thread_pool_core::pop() noexcept {
     if (thread_call* c = ring_.try_pop()) return c;
     if (overflow_size_.load(std::memory_order_acquire) == 0) return nullptr;
     std::lock_guard lk(overflow_mu_);
@@ -241,7 +246,7 @@ inline thread_call* thread_pool_core::pop() noexcept {
 }
 
 // Returns true when it counted the worker in spinning_ (see worker_main).
-inline bool thread_pool_core::run_call(thread_call* c) noexcept {
+OFFLOAD_DECL bool thread_pool_core::run_call(thread_call* c) noexcept {
     auto expected = call_state::queued;
     if (!c->state.compare_exchange_strong(expected, call_state::running, std::memory_order_acq_rel)) {
         c->unref(); // cancelled while queued
@@ -274,7 +279,7 @@ inline bool thread_pool_core::run_call(thread_call* c) noexcept {
 }
 
 // `counted`: the caller is already counted in spinning_ (run_call announced it).
-inline void thread_pool_core::park(bool counted) noexcept {
+OFFLOAD_DECL void thread_pool_core::park(bool counted) noexcept {
     // Spin first (a few spinners at most): a call submitted within the budget
     // is picked up without any syscall on either side.
     int before = counted ? spinning_.load(std::memory_order_relaxed) - 1
@@ -292,7 +297,7 @@ inline void thread_pool_core::park(bool counted) noexcept {
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-inline void thread_pool_core::worker_main() {
+OFFLOAD_DECL void thread_pool_core::worker_main() {
     bool looking = false; // counted in spinning_ by run_call: about to look for the next call
     for (;;) {
         if (thread_call* c = pop()) {
@@ -314,14 +319,14 @@ inline void thread_pool_core::worker_main() {
     }
 }
 
-inline void thread_pool_core::resolve_closed(thread_call* c) noexcept {
+OFFLOAD_DECL void thread_pool_core::resolve_closed(thread_call* c) noexcept {
     c->closed = true;
     c->posted = thread_call::event::finished;
     counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
     c->loop->post_remote(c);
 }
 
-inline void thread_pool_core::drop_queued_as_closed() noexcept {
+OFFLOAD_DECL void thread_pool_core::drop_queued_as_closed() noexcept {
     {
         std::deque<thread_call*> waiters;
         {
@@ -344,7 +349,7 @@ inline void thread_pool_core::drop_queued_as_closed() noexcept {
     }
 }
 
-inline void thread_pool_core::shutdown(bool wait, bool cancel_pending) {
+OFFLOAD_DECL void thread_pool_core::shutdown(bool wait, bool cancel_pending) {
     closed_.store(true, std::memory_order_seq_cst);
     while (submitting_.load(std::memory_order_seq_cst) != 0) cpu_relax();
     if (cancel_pending) drop_queued_as_closed();
@@ -362,5 +367,7 @@ inline void thread_pool_core::shutdown(bool wait, bool cancel_pending) {
     // Calls still waiting for a slot can never be queued now.
     drop_queued_as_closed();
 }
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail
