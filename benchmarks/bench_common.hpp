@@ -330,7 +330,8 @@ inline void print_table(const std::vector<row>& rows, std::size_t npeers) {
         for (std::size_t i = 0; i < c.size(); ++i) w[i] = std::max(w[i], c[i].size());
     auto line = [&](const std::vector<std::string>& c) {
         std::string s;
-        for (std::size_t i = 0; i < c.size(); ++i) s += fmt::format("{:<{}}{}", c[i], w[i], i + 1 < c.size() ? " | " : "");
+        for (std::size_t i = 0; i < c.size(); ++i)
+            s += fmt::format("{:<{}}{}", c[i], w[i], i + 1 < c.size() ? " | " : "");
         fmt::print("{}\n", s);
     };
     line(cells[0]);
@@ -359,7 +360,8 @@ inline std::string json_target(const row& r, const target_spec& t) {
     auto met = target_met(r, t);
     const char* m = met ? (*met ? "true" : "false") : "null";
     if (t.peer.empty()) return fmt::format("{{\"peer\": null, \"max_value\": {}, \"met\": {}}}", json_number(t.max), m);
-    return fmt::format("{{\"peer\": \"{}\", \"max_ratio\": {}, \"met\": {}}}", json_escape(t.peer), json_number(t.max), m);
+    return fmt::format("{{\"peer\": \"{}\", \"max_ratio\": {}, \"met\": {}}}", json_escape(t.peer), json_number(t.max),
+                       m);
 }
 
 // Writes {"benchmark": name, "smoke", "repeats", "hardware_concurrency",
@@ -369,7 +371,8 @@ inline std::string json_target(const row& r, const target_spec& t) {
 inline void write_json(const std::string& path, std::string_view name, bool smoke, int repeats,
                        const std::vector<row>& rows, std::string_view extra_fields = {}) {
     std::string s = "{\n";
-    s += fmt::format("  \"benchmark\": \"{}\",\n  \"smoke\": {},\n  \"repeats\": {},\n", json_escape(name), smoke, repeats);
+    s += fmt::format("  \"benchmark\": \"{}\",\n  \"smoke\": {},\n  \"repeats\": {},\n", json_escape(name), smoke,
+                     repeats);
     s += fmt::format("  \"hardware_concurrency\": {},\n", std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
     s += extra_fields;
     s += "  \"ratio\": \"offload cost / peer cost (below 1: offload faster)\",\n  \"results\": [\n";
@@ -379,8 +382,8 @@ inline void write_json(const std::string& path, std::string_view name, bool smok
                          json_escape(r.key), json_escape(r.label), unit_of(r.k), json_number(r.offload));
         for (std::size_t j = 0; j < r.peers.size(); ++j) {
             auto& p = r.peers[j];
-            s += fmt::format("{}{{\"name\": \"{}\", \"value\": {}, \"ratio\": {}{}}}", j ? ", " : "", json_escape(p.name),
-                             json_number(p.value), json_number(cost_ratio(r, p)),
+            s += fmt::format("{}{{\"name\": \"{}\", \"value\": {}, \"ratio\": {}{}}}", j ? ", " : "",
+                             json_escape(p.name), json_number(p.value), json_number(cost_ratio(r, p)),
                              p.value ? std::string() : fmt::format(", \"missing\": \"{}\"", json_escape(p.missing)));
         }
         s += "]";

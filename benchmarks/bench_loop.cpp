@@ -300,7 +300,8 @@ double bench_asio_timers_bulk(long n) {
     for (long i = 0; i < n; ++i) {
         ts.emplace_back(ctx);
         ts.back().expires_after(1s);
-        ts.back().async_wait([&aborted](const asio::error_code& ec) { aborted += ec == asio::error::operation_aborted; });
+        ts.back().async_wait(
+            [&aborted](const asio::error_code& ec) { aborted += ec == asio::error::operation_aborted; });
     }
     for (auto& t : ts) t.cancel();
     ctx.run();
@@ -372,8 +373,8 @@ int main(int argc, char** argv) {
 
     try {
         const int R = cfg.repeats;
-        fmt::print("bench_loop: {} repeats per figure (median){}; {} CPUs online\n", R, cfg.smoke ? ", SMOKE sizes" : "",
-                   ::sysconf(_SC_NPROCESSORS_ONLN));
+        fmt::print("bench_loop: {} repeats per figure (median){}; {} CPUs online\n", R,
+                   cfg.smoke ? ", SMOKE sizes" : "", ::sysconf(_SC_NPROCESSORS_ONLN));
 
         // Python first, while nothing else runs (it is the slowest part).
         python_result py;
@@ -414,11 +415,21 @@ int main(int argc, char** argv) {
         {
             double off = median_of(R, [&] { return bench_offload_await(cfg.n_await); });
             double raw = median_of(R, [&] { return bench_raw_await(cfg.n_await); });
-            rows.push_back({"task_await", "task create+await (co_await leaf())", kind::time_ns, off,
-                            {{"raw", raw, ""}, py_peer("task_await_ns")}, "raw", 1.5});
+            rows.push_back({"task_await",
+                            "task create+await (co_await leaf())",
+                            kind::time_ns,
+                            off,
+                            {{"raw", raw, ""}, py_peer("task_await_ns")},
+                            "raw",
+                            1.5});
             double spawn = median_of(R, [&] { return bench_offload_spawn(cfg.n_spawn, false); });
-            rows.push_back({"create_task_await", "create_task(leaf()) + co_await handle", kind::time_ns, spawn,
-                            {py_peer("create_task_await_ns")}, "", 0});
+            rows.push_back({"create_task_await",
+                            "create_task(leaf()) + co_await handle",
+                            kind::time_ns,
+                            spawn,
+                            {py_peer("create_task_await_ns")},
+                            "",
+                            0});
         }
 
         // 2. call_soon throughput
@@ -435,12 +446,27 @@ int main(int argc, char** argv) {
             auto ac = af;
             auto afw = af;
 #endif
-            rows.push_back({"call_soon_fanout", "call_soon throughput, N posted, new loop", kind::rate, fanout_off,
-                            {asio_peer(af), py_peer("call_soon_fanout_per_s")}, "asio", 1.0});
-            rows.push_back({"call_soon_fanout_warm", "call_soon throughput, N posted, warm loop", kind::rate,
-                            fanout_warm, {asio_peer(afw), py_peer("call_soon_fanout_per_s")}, "asio", 1.0});
-            rows.push_back({"call_soon_chain", "call_soon throughput, each posts the next", kind::rate, chain_off,
-                            {asio_peer(ac), py_peer("call_soon_chain_per_s")}, "asio", 1.0});
+            rows.push_back({"call_soon_fanout",
+                            "call_soon throughput, N posted, new loop",
+                            kind::rate,
+                            fanout_off,
+                            {asio_peer(af), py_peer("call_soon_fanout_per_s")},
+                            "asio",
+                            1.0});
+            rows.push_back({"call_soon_fanout_warm",
+                            "call_soon throughput, N posted, warm loop",
+                            kind::rate,
+                            fanout_warm,
+                            {asio_peer(afw), py_peer("call_soon_fanout_per_s")},
+                            "asio",
+                            1.0});
+            rows.push_back({"call_soon_chain",
+                            "call_soon throughput, each posts the next",
+                            kind::rate,
+                            chain_off,
+                            {asio_peer(ac), py_peer("call_soon_chain_per_s")},
+                            "asio",
+                            1.0});
         }
 
         // 3. timers
@@ -454,30 +480,65 @@ int main(int argc, char** argv) {
             auto ab = [] { return 0.0; };
             auto ai = ab;
 #endif
-            rows.push_back({"timer_bulk", "call_later(1s)+cancel, all then all", kind::time_ns, bulk,
-                            {asio_peer(ab), py_peer("timer_bulk_ns")}, "", 0});
-            rows.push_back({"timer_interleaved", "call_later(1s)+cancel, interleaved", kind::time_ns, inter,
-                            {asio_peer(ai), py_peer("timer_interleaved_ns")}, "", 0});
+            rows.push_back({"timer_bulk",
+                            "call_later(1s)+cancel, all then all",
+                            kind::time_ns,
+                            bulk,
+                            {asio_peer(ab), py_peer("timer_bulk_ns")},
+                            "",
+                            0});
+            rows.push_back({"timer_interleaved",
+                            "call_later(1s)+cancel, interleaved",
+                            kind::time_ns,
+                            inter,
+                            {asio_peer(ai), py_peer("timer_interleaved_ns")},
+                            "",
+                            0});
         }
 
         // 4. debug-mode overhead (offload column: debug on; peer: the same with debug off)
         {
             double pp_off = median_of(R, [&] { return bench_offload_pingpong(cfg.n_pingpong, false); });
             double pp_on = median_of(R, [&] { return bench_offload_pingpong(cfg.n_pingpong, true); });
-            rows.push_back({"sleep0_pingpong", "ping-pong, 2 tasks co_await sleep(0s)", kind::time_ns, pp_off,
-                            {py_peer("sleep0_pingpong_ns")}, "", 0});
+            rows.push_back({"sleep0_pingpong",
+                            "ping-pong, 2 tasks co_await sleep(0s)",
+                            kind::time_ns,
+                            pp_off,
+                            {py_peer("sleep0_pingpong_ns")},
+                            "",
+                            0});
             double fan_on = median_of(R, [&] { return bench_offload_fanout(cfg.n_post, true, true); });
             double chain_on = median_of(R, [&] { return bench_offload_chain(cfg.n_post, true); });
             double spawn_on = median_of(R, [&] { return bench_offload_spawn(cfg.n_spawn, true); });
             double spawn_off = median_of(R, [&] { return bench_offload_spawn(cfg.n_spawn, false); });
-            rows.push_back({"debug_call_soon_fanout", "debug on: call_soon fan-out, warm loop", kind::rate, fan_on,
-                            {{"debug off", fanout_warm, ""}}, "debug off", 1.05});
-            rows.push_back({"debug_call_soon_chain", "debug on: call_soon chain", kind::rate, chain_on,
-                            {{"debug off", chain_off, ""}}, "debug off", 1.05});
-            rows.push_back({"debug_sleep0_pingpong", "debug on: sleep(0s) ping-pong", kind::time_ns, pp_on,
-                            {{"debug off", pp_off, ""}}, "debug off", 1.05});
-            rows.push_back({"debug_create_task_await", "debug on: create_task+await", kind::time_ns, spawn_on,
-                            {{"debug off", spawn_off, ""}}, "debug off", 1.05});
+            rows.push_back({"debug_call_soon_fanout",
+                            "debug on: call_soon fan-out, warm loop",
+                            kind::rate,
+                            fan_on,
+                            {{"debug off", fanout_warm, ""}},
+                            "debug off",
+                            1.05});
+            rows.push_back({"debug_call_soon_chain",
+                            "debug on: call_soon chain",
+                            kind::rate,
+                            chain_on,
+                            {{"debug off", chain_off, ""}},
+                            "debug off",
+                            1.05});
+            rows.push_back({"debug_sleep0_pingpong",
+                            "debug on: sleep(0s) ping-pong",
+                            kind::time_ns,
+                            pp_on,
+                            {{"debug off", pp_off, ""}},
+                            "debug off",
+                            1.05});
+            rows.push_back({"debug_create_task_await",
+                            "debug on: create_task+await",
+                            kind::time_ns,
+                            spawn_on,
+                            {{"debug off", spawn_off, ""}},
+                            "debug off",
+                            1.05});
         }
 
         fmt::print("\n");

@@ -294,9 +294,7 @@ latency bench_eventfd_pingpong(const config& cfg) {
 // Main
 // ---------------------------------------------------------------------------
 
-std::string gather_label(long n) {
-    return n % 1000 == 0 ? fmt::format("{}k", n / 1000) : fmt::format("{}", n);
-}
+std::string gather_label(long n) { return n % 1000 == 0 ? fmt::format("{}k", n / 1000) : fmt::format("{}", n); }
 
 } // namespace
 
@@ -365,17 +363,27 @@ int main(int argc, char** argv) {
             auto a_med = asio_lat ? std::optional<double>(asio_lat->median_us) : std::nullopt;
             auto a_p99 = asio_lat ? std::optional<double>(asio_lat->p99_us) : std::nullopt;
             const std::vector<target_spec> seq_targets = {{"python", 1.0 / 20}, {"asio", 1.0 / 5}};
-            rows.push_back({"to_thread_median", "co_await to_thread(noop), median", kind::time_us, to_thread.median_us,
+            rows.push_back({"to_thread_median",
+                            "co_await to_thread(noop), median",
+                            kind::time_us,
+                            to_thread.median_us,
                             {py_peer("to_thread_median_us"), asio_peer(a_med), {"eventfd", floor.median_us, ""}},
                             seq_targets});
-            rows.push_back({"to_thread_p99", "co_await to_thread(noop), p99", kind::time_us, to_thread.p99_us,
+            rows.push_back({"to_thread_p99",
+                            "co_await to_thread(noop), p99",
+                            kind::time_us,
+                            to_thread.p99_us,
                             {py_peer("to_thread_p99_us"), asio_peer(a_p99), {"eventfd", floor.p99_us, ""}},
                             std::vector<target_spec>{}});
-            rows.push_back({"run_in_executor_median", "co_await run_in_executor(pool2, noop), median", kind::time_us,
+            rows.push_back({"run_in_executor_median",
+                            "co_await run_in_executor(pool2, noop), median",
+                            kind::time_us,
                             rie.median_us,
                             {py_peer("run_in_executor_median_us"), asio_peer(a_med), {"eventfd", floor.median_us, ""}},
                             seq_targets});
-            rows.push_back({"run_in_executor_p99", "co_await run_in_executor(pool2, noop), p99", kind::time_us,
+            rows.push_back({"run_in_executor_p99",
+                            "co_await run_in_executor(pool2, noop), p99",
+                            kind::time_us,
                             rie.p99_us,
                             {py_peer("run_in_executor_p99_us"), asio_peer(a_p99), {"eventfd", floor.p99_us, ""}},
                             std::vector<target_spec>{}});
@@ -389,7 +397,9 @@ int main(int argc, char** argv) {
             if (have_asio) a = median_of(R, [&] { return bench_asio_gather(cfg, n); });
 #endif
             rows.push_back({fmt::format("gather_{}", n),
-                            fmt::format("gather {} x run_in_executor(pool2, noop)", gather_label(n)), kind::rate, off,
+                            fmt::format("gather {} x run_in_executor(pool2, noop)", gather_label(n)),
+                            kind::rate,
+                            off,
                             {py_peer(fmt::format("gather_{}_per_s", n)), asio_peer(a)},
                             std::vector<target_spec>{{"python", 1.0 / 100}, {"asio", 1.0}}});
         }
@@ -404,18 +414,23 @@ int main(int argc, char** argv) {
 #endif
             rows.push_back({"idle_cpu",
                             fmt::format("idle CPU, {} ms after one call (process)", cfg.idle.count()),
-                            kind::percent, off, {asio_peer(a)}, std::vector<target_spec>{{"", 1.0}}});
+                            kind::percent,
+                            off,
+                            {asio_peer(a)},
+                            std::vector<target_spec>{{"", 1.0}}});
         }
         (void)have_asio;
 
         fmt::print("\n");
         print_table(rows, 3);
-        fmt::print("\nratio = offload cost / peer cost (below 1: offload faster); pool2 = thread_pool({{.workers = 2}});\n"
-                   "asio = co_spawn on an io_context, post to an asio::thread_pool(2) and back; "
-                   "eventfd = blocking ping-pong between two threads (the floor of a blocking wake).\n");
-        write_json(cfg.json_path, "bench_offload", cfg.smoke, cfg.repeats, rows,
-                   fmt::format("  \"n_seq\": {},\n  \"idle_ms\": {},\n  \"idle_repeats\": {},\n  \"python_repeats\": {},\n",
-                               cfg.n_seq, cfg.idle.count(), cfg.idle_repeats, cfg.python_repeats));
+        fmt::print(
+            "\nratio = offload cost / peer cost (below 1: offload faster); pool2 = thread_pool({{.workers = 2}});\n"
+            "asio = co_spawn on an io_context, post to an asio::thread_pool(2) and back; "
+            "eventfd = blocking ping-pong between two threads (the floor of a blocking wake).\n");
+        write_json(
+            cfg.json_path, "bench_offload", cfg.smoke, cfg.repeats, rows,
+            fmt::format("  \"n_seq\": {},\n  \"idle_ms\": {},\n  \"idle_repeats\": {},\n  \"python_repeats\": {},\n",
+                        cfg.n_seq, cfg.idle.count(), cfg.idle_repeats, cfg.python_repeats));
         fmt::print("JSON: {}\n", cfg.json_path);
     } catch (const std::exception& e) {
         fmt::print(stderr, "bench_offload: {}\n", e.what());

@@ -234,8 +234,8 @@ int main(int argc, char** argv) {
                             fmt::format("--n-seq {} --warmup {} --gather {} --payloads{} --payload-n{} --shm {} "
                                         "--shm-n {} --map-items {} --chunks{} --repeats {}",
                                         cfg.n_seq, cfg.n_warmup, cfg.n_gather, sizes, ns,
-                                        BENCH_HAVE_SHARED_BUFFER ? cfg.shm_bytes : 0, cfg.shm_n, cfg.map_items,
-                                        chunks, cfg.python_repeats),
+                                        BENCH_HAVE_SHARED_BUFFER ? cfg.shm_bytes : 0, cfg.shm_n, cfg.map_items, chunks,
+                                        cfg.python_repeats),
                             argv[0]);
         } else {
             py.unavailable = "n/a (--no-python)";
@@ -268,11 +268,18 @@ int main(int argc, char** argv) {
                     med.push_back(l.median_us);
                     p99.push_back(l.p99_us);
                 }
-                rows.push_back({mn + "_seq_median", fmt::format("{}: round trip of a no-op, median", mn),
-                                kind::time_us, median(med), {py_peer(mn + "_seq_median_us")},
+                rows.push_back({mn + "_seq_median",
+                                fmt::format("{}: round trip of a no-op, median", mn),
+                                kind::time_us,
+                                median(med),
+                                {py_peer(mn + "_seq_median_us")},
                                 targets{{"python", 1.0 / 20}}});
-                rows.push_back({mn + "_seq_p99", fmt::format("{}: round trip of a no-op, p99", mn), kind::time_us,
-                                median(p99), {py_peer(mn + "_seq_p99_us")}, targets{}});
+                rows.push_back({mn + "_seq_p99",
+                                fmt::format("{}: round trip of a no-op, p99", mn),
+                                kind::time_us,
+                                median(p99),
+                                {py_peer(mn + "_seq_p99_us")},
+                                targets{}});
             }
 
             // 2. Throughput of gathered no-ops.
@@ -283,8 +290,11 @@ int main(int argc, char** argv) {
                     });
                 });
                 rows.push_back({fmt::format("{}_gather_{}", mn, cfg.n_gather),
-                                fmt::format("{}: gather {} no-ops", mn, count_label(cfg.n_gather)), kind::rate, off,
-                                {py_peer(fmt::format("{}_gather_{}_per_s", mn, cfg.n_gather))}, targets{}});
+                                fmt::format("{}: gather {} no-ops", mn, count_label(cfg.n_gather)),
+                                kind::rate,
+                                off,
+                                {py_peer(fmt::format("{}_gather_{}_per_s", mn, cfg.n_gather))},
+                                targets{}});
             }
 
             // 3. Pool start to first result (µs in the table: bench_common has no ms unit).
@@ -292,8 +302,12 @@ int main(int argc, char** argv) {
                 double off = median_of(cfg.start_repeats, [&] { return start_us(m); });
                 peer p = py_peer(mn + "_start_ms");
                 if (p.value) *p.value *= 1e3;
-                rows.push_back({mn + "_start", fmt::format("{}: pool start to first result", mn), kind::time_us, off,
-                                {p}, targets{{"python", 1.0 / 10}}});
+                rows.push_back({mn + "_start",
+                                fmt::format("{}: pool start to first result", mn),
+                                kind::time_us,
+                                off,
+                                {p},
+                                targets{{"python", 1.0 / 10}}});
             }
 
             // 4, 5: payloads, shared_buffer and map on one pool.
@@ -302,18 +316,22 @@ int main(int argc, char** argv) {
             for (auto& pc : cfg.payloads) {
                 double off = median_of(R, [&] { return loop.run_until_complete(payload_us(pool, pc.bytes, pc.n)); });
                 rows.push_back({fmt::format("{}_payload_{}", mn, pc.bytes),
-                                fmt::format("{}: {} by value, round trip", mn, size_label(pc.bytes)), kind::time_us,
-                                off, {py_peer(fmt::format("{}_payload_{}_us", mn, pc.bytes))},
+                                fmt::format("{}: {} by value, round trip", mn, size_label(pc.bytes)),
+                                kind::time_us,
+                                off,
+                                {py_peer(fmt::format("{}_payload_{}_us", mn, pc.bytes))},
                                 pc.bytes >= (std::size_t(64) << 20) ? targets{{"python", 1.0 / 10}} : targets{}});
             }
 #if BENCH_HAVE_SHARED_BUFFER
             {
-                double off =
-                    median_of(R, [&] { return loop.run_until_complete(shm_us(pool, cfg.shm_bytes, cfg.shm_n)); });
+                double off = median_of(R,
+                                       [&] { return loop.run_until_complete(shm_us(pool, cfg.shm_bytes, cfg.shm_n)); });
                 rows.push_back({fmt::format("{}_shm_{}", mn, cfg.shm_bytes),
                                 fmt::format("{}: {} shared_buffer hand-off (vs SharedMemory by name)", mn,
                                             size_label(cfg.shm_bytes)),
-                                kind::time_us, off, {py_peer(fmt::format("{}_shm_{}_us", mn, cfg.shm_bytes))},
+                                kind::time_us,
+                                off,
+                                {py_peer(fmt::format("{}_shm_{}_us", mn, cfg.shm_bytes))},
                                 targets{{"", 1000.0}}});
             }
 #endif
@@ -322,8 +340,10 @@ int main(int argc, char** argv) {
                 rows.push_back({fmt::format("{}_map_{}_c{}", mn, cfg.map_items, c),
                                 fmt::format("{}: map {} ints, chunk {}", mn, count_label(cfg.map_items),
                                             count_label(static_cast<long>(c))),
-                                kind::rate, off,
-                                {py_peer(fmt::format("{}_map_{}_c{}_per_s", mn, cfg.map_items, c))}, targets{}});
+                                kind::rate,
+                                off,
+                                {py_peer(fmt::format("{}_map_{}_c{}_per_s", mn, cfg.map_items, c))},
+                                targets{}});
             }
         }
 

@@ -12,7 +12,7 @@ using offload::task;
 // A coroutine: lazy until awaited, like an asyncio coroutine.
 task<int> slow_square(int x) {
     co_await offload::sleep(10ms); // the loop serves other tasks meanwhile
-    co_return x * x;
+    co_return (x * x);
 }
 
 task<> ticker() {

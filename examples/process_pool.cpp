@@ -42,7 +42,8 @@ task<> amain(offload::process_pool& pool) {
     } catch (const offload::worker_crashed& e) {
         fmt::print("worker {} died with signal {}; the pool replaced it\n", e.pid(), e.signal());
     }
-    int again = co_await offload::run_in_executor(pool, [](int x) { return x + 1; }, 41);
+    int again = co_await offload::run_in_executor(
+        pool, [](int x) { return x + 1; }, 41);
     fmt::print("next call: {}; crashes = {}, respawns = {}\n", again, pool.stats().crashes, pool.stats().respawns);
 
     // The pool as the loop's default executor: offload() now runs in its workers.

@@ -118,8 +118,9 @@ TEST_CASE("available_cpus: a cgroup v1 quota of -1 means no limit", "[available_
 }
 
 TEST_CASE("available_cpus: malformed cgroup files mean no limit", "[available_cpus]") {
-    const char* bad_cpu_max[] = {"", "garbage", "150000", "abc 100000", "150000 xyz", "150000 0",
-                                 "-5 100000", "1 2 3", "99999999999999999999999 100000"};
+    const char* bad_cpu_max[] = {"",           "garbage",    "150000",
+                                 "abc 100000", "150000 xyz", "150000 0",
+                                 "-5 100000",  "1 2 3",      "99999999999999999999999 100000"};
     for (const char* content : bad_cpu_max) {
         CAPTURE(content);
         fake_cgroup cg;

@@ -48,8 +48,7 @@ task<std::string> refusal_of(Aw aw) {
 
 } // namespace
 
-TEST_CASE("offload: runs on the default thread pool until set_default_executor chooses another",
-          "[default_executor]") {
+TEST_CASE("offload: runs on the default thread pool until set_default_executor chooses another", "[default_executor]") {
     thread_pool mine({.workers = 1, .max_queued = 0, .name = "mine"});
     run([](thread_pool& mine) -> task<> {
         auto& loop = event_loop::current();

@@ -259,8 +259,7 @@ TEST_CASE("event_loop: a reader callback that cancels a writable() wait on the s
     } // b's send buffer is full: writable(b) waits
     loop.run_until_complete([](int a_, int b_) -> task<> {
         auto& l = event_loop::current();
-        auto writer = create_task(
-            [](int fd) -> task<> { co_await event_loop::current().writable(fd); }, b_);
+        auto writer = create_task([](int fd) -> task<> { co_await event_loop::current().writable(fd); }, b_);
         co_await sleep(0ms);
         REQUIRE_FALSE(writer.done());
         std::vector<char> got;

@@ -98,10 +98,12 @@ TEST_CASE("executor: the stats print as one line naming every field", "[executor
     std::string line = offload::to_string(s);
     CAPTURE(line);
     REQUIRE(line.find('\n') == std::string::npos);
-    for (const char* part : {"workers=4", "busy=1", "queued=2", "max_queued=7", "submitted=100", "completed=90",
-                             "failed=3", "cancelled=4", "crashes=5", "respawns=6", "kills=8", "bytes_sent=1234",
-                             "bytes_received=5678", "queue_wait{", "run_time{", "p50=850ns", "p95=12.3us",
-                             "p99=4.56ms", "max=2.00s", "p50=1.00ms", "max=4.00ms"}) {
+    for (const char* part : {"workers=4",           "busy=1",       "queued=2",  "max_queued=7",
+                             "submitted=100",       "completed=90", "failed=3",  "cancelled=4",
+                             "crashes=5",           "respawns=6",   "kills=8",   "bytes_sent=1234",
+                             "bytes_received=5678", "queue_wait{",  "run_time{", "p50=850ns",
+                             "p95=12.3us",          "p99=4.56ms",   "max=2.00s", "p50=1.00ms",
+                             "max=4.00ms"}) {
         CAPTURE(part);
         REQUIRE(contains(line, part));
     }

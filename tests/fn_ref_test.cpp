@@ -85,8 +85,8 @@ TEST_CASE("fn_ref: a function of the test program round-trips", "[fn_ref]") {
 
 TEST_CASE("fn_ref: template instances, lambdas and data of the program round-trip", "[fn_ref]") {
     int (*lambda)(int) = [](int x) { return x * 3; };
-    for (const void* p : {as_ptr(&twice<int>), as_ptr(&twice<long>), as_ptr(lambda),
-                          static_cast<const void*>(&global_data)}) {
+    for (const void* p :
+         {as_ptr(&twice<int>), as_ptr(&twice<long>), as_ptr(lambda), static_cast<const void*>(&global_data)}) {
         fn_ref r = make_fn_ref(p);
         REQUIRE(r.module == 0);
         REQUIRE(resolve_fn_ref(r) == p);

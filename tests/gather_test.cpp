@@ -60,9 +60,7 @@ TEST_CASE("gather: void results and plain awaitables become std::monostate", "[g
 
 TEST_CASE("gather: children run concurrently", "[gather]") {
     auto t0 = std::chrono::steady_clock::now();
-    run([]() -> task<> {
-        co_await gather(sleep(100ms), sleep(100ms), sleep(100ms), sleep(100ms));
-    }());
+    run([]() -> task<> { co_await gather(sleep(100ms), sleep(100ms), sleep(100ms), sleep(100ms)); }());
     // Sequential would take 400 ms; generous bound for a noisy machine.
     CHECK(std::chrono::steady_clock::now() - t0 < 350ms);
 }
@@ -89,7 +87,8 @@ TEST_CASE("gather: the first failure cancels the others, waits for them, then re
 TEST_CASE("gather: cancelling the gathering task cancels every child and leaves no orphan", "[gather]") {
     probe p;
     run([](probe& p) -> task<> {
-        auto h = create_task([](probe& p) -> task<> { co_await gather(sleeper(p, 10s), sleeper(p, 10s)); }, std::ref(p));
+        auto h = create_task([](probe& p) -> task<> { co_await gather(sleeper(p, 10s), sleeper(p, 10s)); },
+                             std::ref(p));
         co_await sleep(5ms);
         CHECK(p.started == 2);
         h.cancel();

@@ -201,9 +201,7 @@ TEST_CASE("mpmc_ring: the thread pool's ring size works", "[mpmc_ring]") {
     }
 }
 
-TEST_CASE("mpmc_ring: one thread pushes while another pops, in order", "[mpmc_ring]") {
-    run_mpmc(8, 1, 1, 100'000);
-}
+TEST_CASE("mpmc_ring: one thread pushes while another pops, in order", "[mpmc_ring]") { run_mpmc(8, 1, 1, 100'000); }
 
 TEST_CASE("mpmc_ring: 4 producers and 4 consumers pass every item exactly once", "[mpmc_ring]") {
     // 200k items per producer through a small ring, so it is often full and often
@@ -211,9 +209,7 @@ TEST_CASE("mpmc_ring: 4 producers and 4 consumers pass every item exactly once",
     run_mpmc(16, 4, 4, 200'000);
 }
 
-TEST_CASE("mpmc_ring: 4 producers and 4 consumers through a 2-cell ring", "[mpmc_ring]") {
-    run_mpmc(2, 4, 4, 10'000);
-}
+TEST_CASE("mpmc_ring: 4 producers and 4 consumers through a 2-cell ring", "[mpmc_ring]") { run_mpmc(2, 4, 4, 10'000); }
 
 TEST_CASE("mpmc_ring: stress, 4 producers x 4 consumers x 1M items", "[mpmc_ring][.stress]") {
     run_mpmc(64, 4, 4, 1'000'000);

@@ -95,7 +95,8 @@ TEST_CASE("process_pool: calls return typed results under every start method", "
             CHECK(v == 42);
             auto s = co_await run_in_executor(p, shout, std::string("hey"));
             CHECK(s == "hey!");
-            int l = co_await run_in_executor(p, [](int x) { return x * 3; }, 7);
+            int l = co_await run_in_executor(
+                p, [](int x) { return x * 3; }, 7);
             CHECK(l == 21);
             // Named, not a braced temporary: g++ 12 copies a braced temporary that
             // holds a std::string bitwise into the coroutine frame (a compiler bug).
@@ -104,7 +105,8 @@ TEST_CASE("process_pool: calls return typed results under every start method", "
             CHECK(q.x == 3);
             CHECK(q.y == 3.0);
             CHECK(q.label == "a'");
-            co_await run_in_executor(p, [](int) {}, 1); // void result
+            co_await run_in_executor(
+                p, [](int) {}, 1); // void result
             int pid = co_await run_in_executor(p, my_pid);
             CHECK(pid != ::getpid());
             auto s2 = p.stats();
@@ -149,9 +151,9 @@ TEST_CASE("process_pool: a worker that dies fails only its own call, and the poo
         process_pool pool({.workers = 2, .start = m});
         run([](process_pool& p, int how) -> task<> {
             // A neighbour call runs at the same time and must not notice.
-            auto neighbour = create_task([](process_pool& p) -> task<int> {
-                co_return co_await run_in_executor(p, sleep_ms, 200);
-            }, std::ref(p));
+            auto neighbour =
+                create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 200); },
+                            std::ref(p));
             co_await sleep(20ms);
             bool crashed = false;
             try {
@@ -187,9 +189,9 @@ TEST_CASE("process_pool: kill -9 of a busy worker from outside fails its call wi
         process_pool pool({.workers = 1});
         run([](process_pool& p) -> task<> {
             int pid = co_await run_in_executor(p, my_pid);
-            auto call = create_task([](process_pool& p) -> task<int> {
-                co_return co_await run_in_executor(p, sleep_ms, 10'000);
-            }, std::ref(p));
+            auto call = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 10'000); },
+                std::ref(p));
             co_await sleep(50ms);
             ::kill(pid, SIGKILL);
             bool crashed = false;
@@ -209,10 +211,12 @@ TEST_CASE("process_pool: kill -9 of a busy worker from outside fails its call wi
 TEST_CASE("process_pool: with crash_policy::break_pool a crash breaks the pool", "[process_pool][crash]") {
     process_pool pool({.workers = 1, .on_crash = crash_policy::break_pool});
     run([](process_pool& p) -> task<> {
-        auto queued = create_task([](process_pool& p) -> task<int> {
-            co_await sleep(5ms);
-            co_return co_await run_in_executor(p, add, 1, 2);
-        }, std::ref(p));
+        auto queued = create_task(
+            [](process_pool& p) -> task<int> {
+                co_await sleep(5ms);
+                co_return co_await run_in_executor(p, add, 1, 2);
+            },
+            std::ref(p));
         REQUIRE_THROWS_AS(co_await run_in_executor(p, die_by, SIGKILL), worker_crashed);
         REQUIRE_THROWS_AS(co_await queued, broken_executor);
         REQUIRE_THROWS_AS(co_await run_in_executor(p, add, 1, 2), broken_executor);
@@ -250,12 +254,10 @@ TEST_CASE("process_pool: cancelling a running call kills its worker; a cancelled
     process_pool pool({.workers = 1});
     run([](process_pool& p) -> task<> {
         int pid = co_await run_in_executor(p, my_pid);
-        auto running = create_task([](process_pool& p) -> task<int> {
-            co_return co_await run_in_executor(p, spin_forever, 0);
-        }, std::ref(p));
-        auto queued = create_task([](process_pool& p) -> task<int> {
-            co_return co_await run_in_executor(p, my_pid);
-        }, std::ref(p));
+        auto running = create_task(
+            [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, spin_forever, 0); }, std::ref(p));
+        auto queued = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, my_pid); },
+                                  std::ref(p));
         co_await sleep(30ms);
         CHECK(p.stats().queued == 1);
         queued.cancel();
@@ -283,8 +285,7 @@ TEST_CASE("process_pool: max_tasks_per_child recycles workers", "[process_pool]"
 
 namespace {
 void count_start() {
-    std::ofstream(std::string("/tmp/offload-init-") + std::to_string(::getppid()), std::ios::app)
-        << ::getpid() << "\n";
+    std::ofstream(std::string("/tmp/offload-init-") + std::to_string(::getppid()), std::ios::app) << ::getpid() << "\n";
 }
 } // namespace
 
@@ -292,8 +293,8 @@ TEST_CASE("process_pool: the initializer runs once in every worker, respawns inc
     std::string log = std::string("/tmp/offload-init-") + std::to_string(::getpid());
     std::remove(log.c_str());
     {
-        process_pool pool({.workers = 1, .start = start_method::fork, .max_tasks_per_child = 1,
-                           .initializer = &count_start});
+        process_pool pool(
+            {.workers = 1, .start = start_method::fork, .max_tasks_per_child = 1, .initializer = &count_start});
         run([](process_pool& p) -> task<> {
             for (int i = 0; i < 3; ++i) co_await run_in_executor(p, my_pid);
         }(pool));
@@ -311,8 +312,8 @@ TEST_CASE("process_pool: payloads from 0 bytes to 64 MiB round-trip intact", "[p
     auto m = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
     process_pool pool({.workers = 1, .start = m});
     run([](process_pool& p) -> task<> {
-        for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(4095), std::size_t(1) << 20,
-                                 std::size_t(64) << 20}) {
+        for (std::size_t size :
+             {std::size_t(0), std::size_t(1), std::size_t(4095), std::size_t(1) << 20, std::size_t(64) << 20}) {
             std::vector<std::uint8_t> data(size);
             for (std::size_t i = 0; i < size; ++i) data[i] = static_cast<std::uint8_t>(i * 2654435761u >> 13);
             auto h = fnv1a(data);
@@ -330,7 +331,8 @@ TEST_CASE("process_pool: shutdown from another thread drains, then refuses calls
     run([](process_pool& p) -> task<> {
         std::vector<task<int>> calls;
         for (int i = 0; i < 6; ++i)
-            calls.push_back([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 20); }(p));
+            calls.push_back(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 20); }(p));
         auto all = create_task(gather(std::move(calls)));
         co_await sleep(5ms);
         co_await to_thread([&p] { p.shutdown(true, false); });
@@ -345,14 +347,12 @@ TEST_CASE("process_pool: shutdown with cancel_pending resolves queued calls with
           "[process_pool][shutdown]") {
     process_pool pool({.workers = 1});
     run([](process_pool& p) -> task<> {
-        auto running = create_task([](process_pool& p) -> task<int> {
-            co_return co_await run_in_executor(p, sleep_ms, 100);
-        }, std::ref(p));
+        auto running = create_task(
+            [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 100); }, std::ref(p));
         std::vector<task_handle<int>> queued;
         for (int i = 0; i < 3; ++i)
-            queued.push_back(create_task([](process_pool& p) -> task<int> {
-                co_return co_await run_in_executor(p, add, 1, 1);
-            }, std::ref(p)));
+            queued.push_back(create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, add, 1, 1); }, std::ref(p)));
         co_await sleep(20ms);
         p.shutdown(false, true);
         for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
@@ -375,7 +375,8 @@ TEST_CASE("process_pool: map returns results in input order for any chunk size",
     for (int i = 0; i < 1000; ++i) in[static_cast<std::size_t>(i)] = i;
     for (std::size_t chunk : {1u, 64u, 1000u, 4096u}) {
         auto out = run([](process_pool& p, std::vector<int> in, std::size_t chunk) -> task<std::vector<int>> {
-            co_return co_await offload::map(p, [](const int& x) { return x * x; }, in, chunk);
+            co_return co_await offload::map(
+                p, [](const int& x) { return x * x; }, in, chunk);
         }(pool, in, chunk));
         REQUIRE(out.size() == in.size());
         for (std::size_t i = 0; i < in.size(); ++i) CHECK(out[i] == in[i] * in[i]);

@@ -16,14 +16,14 @@
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
-#include <poll.h>
-#include <sstream>
-#include <sys/wait.h>
 #include <new>
+#include <poll.h>
 #include <random>
-#include <utility>
+#include <sstream>
 #include <string>
+#include <sys/wait.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 using namespace offload;
@@ -36,8 +36,8 @@ namespace {
 // failed, with worker_crashed; returns it (signal 0 and pid 0 when it did not crash).
 template <class Fn>
 task<worker_crashed> crash_beside_healthy_call(process_pool& pool, Fn crasher) {
-    auto healthy = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 300); },
-                               std::ref(pool));
+    auto healthy = create_task(
+        [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 300); }, std::ref(pool));
     co_await sleep(20ms);
     worker_crashed got("none", 0, -1, 0);
     bool crashed = false;
@@ -239,11 +239,13 @@ TEST_CASE("process_pool: with crash_policy::break_pool a crash fails pending and
                 [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 5000); },
                 std::ref(pool));
             co_await sleep(20ms);
-            auto crasher = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::crash_abort); },
-                                       std::ref(pool));
+            auto crasher = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::crash_abort); },
+                std::ref(pool));
             co_await sleep(5ms);
-            auto queued = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::my_pid); },
-                                      std::ref(pool));
+            auto queued =
+                create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::my_pid); },
+                            std::ref(pool));
             REQUIRE_THROWS_AS(co_await crasher, worker_crashed);
             REQUIRE_THROWS_AS(co_await running, broken_executor);
             REQUIRE_THROWS_AS(co_await queued, broken_executor);
@@ -300,8 +302,9 @@ TEST_CASE("process_pool: cancelling a running call kills its worker", "[process_
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
             int first = co_await run_in_executor(pool, pp::my_pid);
-            auto h = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::spin_forever); },
-                                 std::ref(pool));
+            auto h = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::spin_forever); },
+                std::ref(pool));
             bool busy = co_await eventually([&pool] { return pool.stats().busy == 1; });
             REQUIRE(busy);
             h.cancel();
@@ -324,13 +327,14 @@ TEST_CASE("process_pool: a queued call that is cancelled never runs", "[process_
     without_leaks([&] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool, std::filesystem::path side_effect) -> task<> {
-            auto busy = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 300); },
-                                    std::ref(pool));
+            auto busy = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 300); },
+                std::ref(pool));
             bool running = co_await eventually([&pool] { return pool.stats().busy == 1; });
             REQUIRE(running);
-            auto queued = create_task(
-                [](process_pool& p, std::string path) -> task<> { co_await run_in_executor(p, pp::touch, path); },
-                std::ref(pool), side_effect.string());
+            auto queued = create_task([](process_pool& p,
+                                         std::string path) -> task<> { co_await run_in_executor(p, pp::touch, path); },
+                                      std::ref(pool), side_effect.string());
             bool is_queued = co_await eventually([&pool] { return pool.stats().queued == 1; });
             REQUIRE(is_queued);
             queued.cancel();
@@ -456,12 +460,18 @@ task<chaos_result> chaos(process_pool& pool, unsigned seed) {
     chaos_result r;
     r.wrong = wrong;
     for (int o : outcome) {
-        if (o == 1) ++r.values;
-        else if (o == 100) ++r.crashed;
-        else if (o == 10000) ++r.cancelled;
-        else if (o == 0) ++r.unresolved;
-        else if (o == 1000000) ++r.other;
-        else ++r.twice;
+        if (o == 1)
+            ++r.values;
+        else if (o == 100)
+            ++r.crashed;
+        else if (o == 10000)
+            ++r.cancelled;
+        else if (o == 0)
+            ++r.unresolved;
+        else if (o == 1000000)
+            ++r.other;
+        else
+            ++r.twice;
     }
     co_return r;
 }
@@ -562,7 +572,8 @@ TEST_CASE("process_pool: workers die with their parent when it is killed with SI
     INFO("start method: " << how);
     without_leaks([&] {
         program_run prog = start_program({OFFLOAD_PP_PARENT_DEATH, how});
-        std::string out = read_output(prog.out, [](const std::string& t) { return t.find('\n') != std::string::npos; }, 30s);
+        std::string out = read_output(
+            prog.out, [](const std::string& t) { return t.find('\n') != std::string::npos; }, 30s);
         INFO("helper said: " << out);
         std::vector<pid_t> pids = parse_pids(out);
         std::vector<pid_t> family = children_of(prog.pid); // workers, or the forkserver
@@ -586,7 +597,8 @@ TEST_CASE("process_pool: a spawn pool in a program that forgot worker_main fails
     without_leaks([] {
         auto t0 = std::chrono::steady_clock::now();
         program_run prog = start_program({OFFLOAD_PP_FORGOT_WORKER_MAIN});
-        std::string out = read_output(prog.out, [](const std::string&) { return false; }, 20s); // until EOF
+        std::string out = read_output(
+            prog.out, [](const std::string&) { return false; }, 20s); // until EOF
         ::close(prog.out);
         int status = wait_exit(prog.pid, 5s);
         if (status == -1) { // hung: do not leave it behind

@@ -98,7 +98,8 @@ task<> conformance_round_trips(process_pool& pool) {
     point arg{1, 1.5, "p", {7}};
     point p = co_await run_in_executor(pool, moved, arg);
     CHECK(p == point{2, 3.0, "p!", {7, 2}});
-    int sq = co_await run_in_executor(pool, [](int x) { return x * x; }, 12);
+    int sq = co_await run_in_executor(
+        pool, [](int x) { return x * x; }, 12);
     CHECK(sq == 144);
     int fp = co_await run_in_executor(pool, &square, 9);
     CHECK(fp == 81);
@@ -134,12 +135,13 @@ TEST_CASE("process_pool: map returns results in input order for every chunk size
             for (int i = 0; i < 37; ++i) in[static_cast<std::size_t>(i)] = i - 5;
             std::vector<int> want;
             for (int x : in) want.push_back(x * x);
-            for (std::size_t chunk : {std::size_t(1), std::size_t(2), std::size_t(5), std::size_t(36),
-                                      std::size_t(37), std::size_t(100)}) {
+            for (std::size_t chunk :
+                 {std::size_t(1), std::size_t(2), std::size_t(5), std::size_t(36), std::size_t(37), std::size_t(100)}) {
                 INFO("chunk " << chunk);
                 auto by_ptr = co_await map(pool, &square, in, chunk);
                 CHECK(by_ptr == want);
-                auto by_lambda = co_await map(pool, [](const int& x) { return x * x; }, in, chunk);
+                auto by_lambda = co_await map(
+                    pool, [](const int& x) { return x * x; }, in, chunk);
                 CHECK(by_lambda == want);
             }
             auto empty = co_await map(pool, &square, std::vector<int>{}, 4);
@@ -206,8 +208,8 @@ TEST_CASE("process_pool: payloads from 0 bytes to 64 MiB round-trip intact", "[p
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
             std::mt19937_64 rng(42);
-            for (std::size_t n : {std::size_t(0), std::size_t(1), std::size_t(4095), std::size_t(1) << 20,
-                                  std::size_t(64) << 20}) {
+            for (std::size_t n :
+                 {std::size_t(0), std::size_t(1), std::size_t(4095), std::size_t(1) << 20, std::size_t(64) << 20}) {
                 INFO("size " << n);
                 std::vector<std::uint8_t> bytes(n);
                 for (auto& b : bytes) b = static_cast<std::uint8_t>(rng());
@@ -300,10 +302,12 @@ TEST_CASE("process_pool: shutdown from another thread lets running calls finish,
     test::without_leaks([how] {
         process_pool pool({.workers = 2, .start = how});
         run([](process_pool& pool) -> task<> {
-            auto a = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
-                                 std::ref(pool));
-            auto b = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 200); },
-                                 std::ref(pool));
+            auto a =
+                create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
+                            std::ref(pool));
+            auto b =
+                create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 200); },
+                            std::ref(pool));
             co_await sleep(50ms);
             co_await to_thread([&pool] { pool.shutdown(true, false); });
             CHECK(a.done());
@@ -325,9 +329,9 @@ TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with execut
     test::without_leaks([how] {
         process_pool pool({.workers = 1, .start = how});
         run([](process_pool& pool) -> task<> {
-            auto running = create_task(
-                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
-                std::ref(pool));
+            auto running =
+                create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
+                            std::ref(pool));
             co_await sleep(20ms);
             std::vector<task_handle<int>> queued;
             for (int i = 0; i < 3; ++i)

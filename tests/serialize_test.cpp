@@ -20,10 +20,10 @@
 #include <variant>
 #include <vector>
 
-using offload::serialization_error;
-using offload::serializable;
 using offload::byte_reader;
 using offload::byte_writer;
+using offload::serializable;
+using offload::serialization_error;
 using offload::detail::decode;
 using offload::detail::encode_to_bytes;
 
@@ -99,15 +99,13 @@ T round_trip(const T& value) {
 
 std::vector<std::byte> bytes_of(std::initializer_list<int> values) {
     std::vector<std::byte> out;
-    for (int v : values)
-        out.push_back(static_cast<std::byte>(v));
+    for (int v : values) out.push_back(static_cast<std::byte>(v));
     return out;
 }
 
 std::uint64_t fnv1a(const std::vector<std::uint8_t>& data) {
     std::uint64_t h = 1469598103934665603ull;
-    for (auto b : data)
-        h = (h ^ b) * 1099511628211ull;
+    for (auto b : data) h = (h ^ b) * 1099511628211ull;
     return h;
 }
 
@@ -219,8 +217,8 @@ TEST_CASE("serialize: floating point round-trips bit-exactly, NaN and infinities
 }
 
 TEST_CASE("serialize: a vector of doubles round-trips bit-exactly", "[serialize]") {
-    std::vector<double> v{0.1, -2.5e300, std::numeric_limits<double>::quiet_NaN(),
-                          std::numeric_limits<double>::infinity(), -0.0, 5e-324};
+    std::vector<double> v{
+        0.1, -2.5e300, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(), -0.0, 5e-324};
     const auto back = round_trip(v);
     REQUIRE(back.size() == v.size());
     REQUIRE(std::memcmp(back.data(), v.data(), v.size() * sizeof(double)) == 0);
@@ -286,7 +284,8 @@ TEST_CASE("serialize: durations round-trip with their representation", "[seriali
 }
 
 TEST_CASE("serialize: aggregates round-trip field by field", "[serialize]") {
-    const nested n{{1, 2.5, "origin"}, {{3, 4.0, ""}, {-5, 1e9, "far"}}, std::map<std::string, int>{{"k", 1}}, {1, 2, 3}};
+    const nested n{
+        {1, 2.5, "origin"}, {{3, 4.0, ""}, {-5, 1e9, "far"}}, std::map<std::string, int>{{"k", 1}}, {1, 2, 3}};
     REQUIRE(round_trip(n) == n);
     REQUIRE(round_trip(nested{}) == nested{});
     REQUIRE(round_trip(empty_struct{}) == empty_struct{});
@@ -427,7 +426,8 @@ void require_every_prefix_rejected(const T& value) {
 } // namespace
 
 TEST_CASE("serialize: every truncated prefix of an encoding is rejected", "[serialize]") {
-    require_every_prefix_rejected(nested{{1, 2.5, "origin"}, {{3, 4.0, "x"}}, std::map<std::string, int>{{"k", 1}}, {1, 2, 3}});
+    require_every_prefix_rejected(
+        nested{{1, 2.5, "origin"}, {{3, 4.0, "x"}}, std::map<std::string, int>{{"k", 1}}, {1, 2, 3}});
     require_every_prefix_rejected(
         std::map<std::string, std::vector<std::optional<int>>>{{"a", {1, std::nullopt}}, {"bb", {}}});
     require_every_prefix_rejected(std::variant<point, std::string>{point{1, 2.0, "abc"}});
@@ -471,7 +471,8 @@ TEST_CASE("serialize: an optional tag other than 0 or 1 is rejected", "[serializ
 TEST_CASE("serialize: a variant index out of range is rejected", "[serialize]") {
     require_rejected<std::variant<std::uint8_t, std::string>>(bytes_of({2, 0}));
     require_rejected<std::variant<std::monostate>>(bytes_of({1}));
-    require_rejected<std::variant<std::monostate>>(bytes_of({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}));
+    require_rejected<std::variant<std::monostate>>(
+        bytes_of({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}));
 }
 
 TEST_CASE("serialize: trailing bytes after the top-level value are rejected", "[serialize]") {

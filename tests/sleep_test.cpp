@@ -63,7 +63,8 @@ TEST_CASE("sleep: a negative duration also just yields", "[sleep]") {
 
 TEST_CASE("sleep: a sleep lasts at least the requested duration", "[sleep]") {
     drive([]() -> task<> {
-        for (auto d : {std::chrono::nanoseconds(1ms), std::chrono::nanoseconds(15ms), std::chrono::nanoseconds(250us)}) {
+        for (auto d :
+             {std::chrono::nanoseconds(1ms), std::chrono::nanoseconds(15ms), std::chrono::nanoseconds(250us)}) {
             const auto t0 = std::chrono::steady_clock::now();
             co_await sleep(d);
             const auto took = std::chrono::steady_clock::now() - t0;

@@ -21,8 +21,8 @@
 
 using namespace offload;
 using namespace std::chrono_literals;
-using offload::test::value_after;
 using offload::test::counted;
+using offload::test::value_after;
 
 namespace {
 
@@ -301,7 +301,8 @@ TEST_CASE("task_handle: an exception of a task created without keeping a handle 
     REQUIRE(what == "orphan failure");
 }
 
-TEST_CASE("task_handle: an awaited task's exception is not reported to the exception handler", "[task_handle][errors]") {
+TEST_CASE("task_handle: an awaited task's exception is not reported to the exception handler",
+          "[task_handle][errors]") {
     std::vector<exception_context> seen;
     event_loop loop;
     loop.set_exception_handler([&seen](const exception_context& c) { seen.push_back(c); });

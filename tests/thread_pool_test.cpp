@@ -126,18 +126,19 @@ TEST_CASE("thread_pool: queue-wait and run-time percentiles are measured", "[thr
     CHECK(s.queue_wait.max < 1s);
 }
 
-TEST_CASE("thread_pool: a loop destroyed with a call still running leaves nothing behind",
-          "[thread_pool][teardown]") {
+TEST_CASE("thread_pool: a loop destroyed with a call still running leaves nothing behind", "[thread_pool][teardown]") {
     thread_pool pool({.workers = 1, .max_queued = 0, .name = "tear"});
     std::atomic<bool> release{false};
     {
         event_loop loop;
         auto outer = [](thread_pool& p, std::atomic<bool>& r) -> task<> {
-            create_task([](thread_pool& p, std::atomic<bool>& r) -> task<> {
-                co_await run_in_executor(p, [&r] {
-                    while (!r.load()) std::this_thread::sleep_for(100us);
-                });
-            }, std::ref(p), std::ref(r));
+            create_task(
+                [](thread_pool& p, std::atomic<bool>& r) -> task<> {
+                    co_await run_in_executor(p, [&r] {
+                        while (!r.load()) std::this_thread::sleep_for(100us);
+                    });
+                },
+                std::ref(p), std::ref(r));
             co_await sleep(5ms);
         };
         loop.run_until_complete(outer(pool, release));

@@ -56,10 +56,12 @@ TEST_CASE("to_thread: returns the value and resumes on the loop thread", "[to_th
     run([]() -> task<> {
         auto loop_thread = std::this_thread::get_id();
         std::thread::id worker;
-        int v = co_await to_thread([&worker](int a, int b) {
-            worker = std::this_thread::get_id();
-            return a + b;
-        }, 2, 3);
+        int v = co_await to_thread(
+            [&worker](int a, int b) {
+                worker = std::this_thread::get_id();
+                return a + b;
+            },
+            2, 3);
         CHECK(v == 5);
         CHECK(worker != loop_thread);
         CHECK(std::this_thread::get_id() == loop_thread);
@@ -94,10 +96,12 @@ TEST_CASE("to_thread: exceptions arrive with their exact type and message", "[to
 TEST_CASE("to_thread: the loop stays responsive while a 200 ms blocking call runs", "[to_thread]") {
     run([]() -> task<> {
         std::atomic<bool> done{false};
-        auto blocker = create_task([](std::atomic<bool>& d) -> task<> {
-            co_await to_thread([] { std::this_thread::sleep_for(200ms); });
-            d = true;
-        }, std::ref(done));
+        auto blocker = create_task(
+            [](std::atomic<bool>& d) -> task<> {
+                co_await to_thread([] { std::this_thread::sleep_for(200ms); });
+                d = true;
+            },
+            std::ref(done));
         // A 1 ms ticker measures how late the loop serves it meanwhile.
         std::chrono::nanoseconds worst{0};
         int ticks = 0;
@@ -119,13 +123,15 @@ TEST_CASE("to_thread: a queued call cancelled before it starts never runs", "[to
     gate g;
     std::atomic<int> ran{0};
     run([](thread_pool& pool, gate& g, std::atomic<int>& ran) -> task<> {
-        auto busy = create_task([](thread_pool& p, gate& g) -> task<> { co_await run_in_executor(p, [&g] { g.pass(); }); },
-                                std::ref(pool), std::ref(g));
+        auto busy =
+            create_task([](thread_pool& p, gate& g) -> task<> { co_await run_in_executor(p, [&g] { g.pass(); }); },
+                        std::ref(pool), std::ref(g));
         bool entered = co_await eventually([&] { return g.entered.load() == 1; });
         REQUIRE(entered);
-        auto queued = create_task([](thread_pool& p, std::atomic<int>& r) -> task<> {
-            co_await run_in_executor(p, [&r] { r.fetch_add(1); });
-        }, std::ref(pool), std::ref(ran));
+        auto queued =
+            create_task([](thread_pool& p,
+                           std::atomic<int>& r) -> task<> { co_await run_in_executor(p, [&r] { r.fetch_add(1); }); },
+                        std::ref(pool), std::ref(ran));
         co_await sleep(5ms);
         CHECK(pool.stats().queued == 1);
         queued.cancel();
@@ -147,15 +153,17 @@ TEST_CASE("to_thread: a running call that takes a stop_token is asked to stop, a
     std::atomic<bool> saw_stop{false};
     std::atomic<bool> started{false};
     run([](thread_pool& pool, std::atomic<bool>& saw_stop, std::atomic<bool>& started) -> task<> {
-        auto h = create_task([](thread_pool& p, std::atomic<bool>& s, std::atomic<bool>& st) -> task<> {
-            co_await run_in_executor(p, [&s, &st](std::stop_token tok) {
-                st = true;
-                auto until = std::chrono::steady_clock::now() + 20s;
-                while (!tok.stop_requested() && std::chrono::steady_clock::now() < until)
-                    std::this_thread::sleep_for(100us);
-                s = tok.stop_requested();
-            });
-        }, std::ref(pool), std::ref(saw_stop), std::ref(started));
+        auto h = create_task(
+            [](thread_pool& p, std::atomic<bool>& s, std::atomic<bool>& st) -> task<> {
+                co_await run_in_executor(p, [&s, &st](std::stop_token tok) {
+                    st = true;
+                    auto until = std::chrono::steady_clock::now() + 20s;
+                    while (!tok.stop_requested() && std::chrono::steady_clock::now() < until)
+                        std::this_thread::sleep_for(100us);
+                    s = tok.stop_requested();
+                });
+            },
+            std::ref(pool), std::ref(saw_stop), std::ref(started));
         bool ok = co_await eventually([&] { return started.load(); });
         REQUIRE(ok);
         auto t0 = std::chrono::steady_clock::now();
@@ -189,7 +197,8 @@ TEST_CASE("to_thread: wait_for around a call times out and stops a stop_token-aw
     }(stopped));
 }
 
-TEST_CASE("to_thread: 100k offloads bounded by a semaphore never exceed the bound in flight", "[to_thread][semaphore]") {
+TEST_CASE("to_thread: 100k offloads bounded by a semaphore never exceed the bound in flight",
+          "[to_thread][semaphore]") {
     constexpr int total = 100'000;
     constexpr std::size_t bound = 8;
     std::atomic<int> in_flight{0};
@@ -255,17 +264,19 @@ TEST_CASE("thread_pool: shutdown with cancel_pending resolves every queued await
     gate g;
     std::atomic<int> ran{0};
     run([](thread_pool& pool, gate& g, std::atomic<int>& ran) -> task<> {
-        auto busy = create_task([](thread_pool& p, gate& g) -> task<int> {
-            co_await run_in_executor(p, [&g] { g.pass(); });
-            co_return 1;
-        }, std::ref(pool), std::ref(g));
+        auto busy = create_task(
+            [](thread_pool& p, gate& g) -> task<int> {
+                co_await run_in_executor(p, [&g] { g.pass(); });
+                co_return 1;
+            },
+            std::ref(pool), std::ref(g));
         bool ok = co_await eventually([&] { return g.entered.load() == 1; });
         REQUIRE(ok);
         std::vector<task_handle<>> queued;
         for (int i = 0; i < 5; ++i)
-            queued.push_back(create_task([](thread_pool& p, std::atomic<int>& r) -> task<> {
-                co_await run_in_executor(p, [&r] { r.fetch_add(1); });
-            }, std::ref(pool), std::ref(ran)));
+            queued.push_back(create_task([](thread_pool& p, std::atomic<int>& r)
+                                             -> task<> { co_await run_in_executor(p, [&r] { r.fetch_add(1); }); },
+                                         std::ref(pool), std::ref(ran)));
         co_await sleep(5ms);
         pool.shutdown(false, true);
         for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
@@ -308,7 +319,9 @@ TEST_CASE("thread_pool: 8 loops on 8 threads share one pool", "[thread_pool][thr
         loops.emplace_back([&pool, &sum, t] {
             long got = run([](thread_pool& p, int t) -> task<long> {
                 long s = 0;
-                for (int i = 0; i < 500; ++i) s += co_await run_in_executor(p, [](int a, int b) { return long(a) * b; }, t, i);
+                for (int i = 0; i < 500; ++i)
+                    s += co_await run_in_executor(
+                        p, [](int a, int b) { return long(a) * b; }, t, i);
                 std::vector<task<long>> par;
                 for (int i = 0; i < 50; ++i)
                     par.push_back([](thread_pool& p, int i) -> task<long> {
@@ -344,27 +357,33 @@ TEST_CASE("thread_pool: stats add up after a random mix of calls, cancels and ti
                 if (spin % 7 == 0) throw std::runtime_error("odd");
             };
             if (kind < 6) {
-                hs.push_back(create_task([](thread_pool& p, decltype(work) w) -> task<> {
-                    try {
-                        co_await run_in_executor(p, w);
-                    } catch (const std::runtime_error&) {
-                    }
-                }, std::ref(pool), work));
+                hs.push_back(create_task(
+                    [](thread_pool& p, decltype(work) w) -> task<> {
+                        try {
+                            co_await run_in_executor(p, w);
+                        } catch (const std::runtime_error&) {
+                        }
+                    },
+                    std::ref(pool), work));
             } else if (kind < 8) {
-                hs.push_back(create_task([](thread_pool& p, decltype(work) w) -> task<> {
-                    try {
-                        co_await wait_for(run_in_executor(p, w), 20us);
-                    } catch (const timeout_error&) {
-                    } catch (const std::runtime_error&) {
-                    }
-                }, std::ref(pool), work));
+                hs.push_back(create_task(
+                    [](thread_pool& p, decltype(work) w) -> task<> {
+                        try {
+                            co_await wait_for(run_in_executor(p, w), 20us);
+                        } catch (const timeout_error&) {
+                        } catch (const std::runtime_error&) {
+                        }
+                    },
+                    std::ref(pool), work));
             } else {
-                auto h = create_task([](thread_pool& p, decltype(work) w) -> task<> {
-                    try {
-                        co_await run_in_executor(p, w);
-                    } catch (const std::runtime_error&) {
-                    }
-                }, std::ref(pool), work);
+                auto h = create_task(
+                    [](thread_pool& p, decltype(work) w) -> task<> {
+                        try {
+                            co_await run_in_executor(p, w);
+                        } catch (const std::runtime_error&) {
+                        }
+                    },
+                    std::ref(pool), work);
                 hs.push_back(h);
                 if (rng() % 2) co_await sleep(0ms);
                 h.cancel();
@@ -399,12 +418,14 @@ TEST_CASE("run_in_executor: an executor of the user's runs calls, values and exc
           "[to_thread][executor]") {
     offload_test::user_executor ex;
     run([](offload_test::user_executor& ex) -> task<> {
-        int v = co_await run_in_executor(ex, [](int a, int b) { return a * b; }, 6, 7);
+        int v = co_await run_in_executor(
+            ex, [](int a, int b) { return a * b; }, 6, 7);
         CHECK(v == 42);
         auto id = co_await run_in_executor(ex, [] { return std::this_thread::get_id(); });
         CHECK(id != std::this_thread::get_id());
         co_await run_in_executor(ex, [] {}); // void
-        auto p = co_await run_in_executor(ex, [](std::unique_ptr<int> q) { return q; }, std::make_unique<int>(5));
+        auto p = co_await run_in_executor(
+            ex, [](std::unique_ptr<int> q) { return q; }, std::make_unique<int>(5));
         CHECK(*p == 5);
         REQUIRE_THROWS_AS(co_await run_in_executor(ex, [] { throw custom_error("boom"); }), custom_error);
         auto [a, b] = co_await gather(run_in_executor(ex, [] { return 1; }), run_in_executor(ex, [] { return 2; }));
@@ -420,9 +441,10 @@ TEST_CASE("run_in_executor: a call cancelled while it waits in a user executor's
     std::atomic<int> ran{0};
     ex.hold(true);
     run([](offload_test::user_executor& ex, std::atomic<int>& ran) -> task<> {
-        auto queued = create_task([](offload_test::user_executor& e, std::atomic<int>& r) -> task<> {
-            co_await run_in_executor(e, [&r] { r.fetch_add(1); });
-        }, std::ref(ex), std::ref(ran));
+        auto queued =
+            create_task([](offload_test::user_executor& e,
+                           std::atomic<int>& r) -> task<> { co_await run_in_executor(e, [&r] { r.fetch_add(1); }); },
+                        std::ref(ex), std::ref(ran));
         bool in_queue = co_await eventually([&] { return ex.queued() == 1; });
         REQUIRE(in_queue);
         queued.cancel();
@@ -438,9 +460,9 @@ TEST_CASE("run_in_executor: work a user executor drops unrun resolves with execu
     offload_test::user_executor ex;
     ex.hold(true);
     run([](offload_test::user_executor& ex) -> task<> {
-        auto call = create_task([](offload_test::user_executor& e) -> task<int> {
-            co_return co_await run_in_executor(e, [] { return 1; });
-        }, std::ref(ex));
+        auto call = create_task([](offload_test::user_executor& e)
+                                    -> task<int> { co_return co_await run_in_executor(e, [] { return 1; }); },
+                                std::ref(ex));
         bool in_queue = co_await eventually([&] { return ex.queued() == 1; });
         REQUIRE(in_queue);
         ex.drop_queued();

@@ -97,7 +97,6 @@ OFFLOAD_DECL std::vector<std::string_view> split_ws(std::string_view text) {
     return words;
 }
 
-
 OFFLOAD_DECL std::optional<std::int64_t> parse_int(std::string_view word) {
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
@@ -105,14 +104,12 @@ OFFLOAD_DECL std::optional<std::int64_t> parse_int(std::string_view word) {
     return v;
 }
 
-
 OFFLOAD_DECL std::optional<std::size_t> cpus_of_quota(std::int64_t quota, std::int64_t period) {
     if (quota <= 0 || period <= 0) return std::nullopt;
     // Written as q/p + (q%p != 0) rather than (q+p-1)/p, which can overflow.
     auto q = static_cast<std::uint64_t>(quota), p = static_cast<std::uint64_t>(period);
     return std::max<std::size_t>(1, static_cast<std::size_t>(q / p + (q % p != 0 ? 1 : 0)));
 }
-
 
 OFFLOAD_DECL std::optional<std::size_t> v2_limit_in(const std::string& dir) {
     auto text = read_small_file(dir + "/cpu.max");
@@ -123,7 +120,6 @@ OFFLOAD_DECL std::optional<std::size_t> v2_limit_in(const std::string& dir) {
     if (!quota || !period) return std::nullopt;
     return cpus_of_quota(*quota, *period);
 }
-
 
 OFFLOAD_DECL std::optional<std::size_t> v1_limit_in(const std::string& dir) {
     auto quota_text = read_small_file(dir + "/cpu.cfs_quota_us");
@@ -136,7 +132,6 @@ OFFLOAD_DECL std::optional<std::size_t> v1_limit_in(const std::string& dir) {
     if (!quota || !period) return std::nullopt;
     return cpus_of_quota(*quota, *period);
 }
-
 
 OFFLOAD_DECL std::optional<std::size_t> affinity_cpu_count() noexcept {
     // Grow the set while the kernel says it is too small (EINVAL); 1M CPUs is
@@ -158,7 +153,6 @@ OFFLOAD_DECL std::optional<std::size_t> affinity_cpu_count() noexcept {
     }
     return std::nullopt;
 }
-
 
 OFFLOAD_DECL std::size_t available_cpus_from(const cpu_probe& p) {
     std::size_t cpus = 0;

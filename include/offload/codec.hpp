@@ -62,8 +62,7 @@ public:
 
     /// Appends n raw bytes.
     void write_bytes(const void* data, std::size_t n) {
-        if (n == 0)
-            return;
+        if (n == 0) return;
         std::memcpy(room(n), data, n);
         size_ += n;
     }
@@ -82,8 +81,7 @@ public:
         do {
             auto b = static_cast<std::uint8_t>(v & 0x7f);
             v >>= 7;
-            if (v != 0)
-                b |= 0x80;
+            if (v != 0) b |= 0x80;
             out[n++] = std::byte{b};
         } while (v != 0);
         size_ += n;
@@ -108,8 +106,7 @@ public:
     std::size_t size() const noexcept { return size_; }
     /// The bytes as a vector (moved out when the writer owns them, else copied).
     std::vector<std::byte> take_bytes() {
-        if (sink_)
-            return {data_, data_ + size_};
+        if (sink_) return {data_, data_ + size_};
         own_.resize(size_);
         data_ = nullptr;
         size_ = cap_ = 0;
@@ -119,14 +116,12 @@ public:
 private:
     // A pointer to n writable bytes at the end (the fast path is one compare).
     std::byte* room(std::size_t n) {
-        if (cap_ - size_ < n)
-            grow_to(size_ + n);
+        if (cap_ - size_ < n) grow_to(size_ + n);
         return data_ + size_;
     }
 
     void grow_to(std::size_t need) {
-        if (need <= cap_)
-            return;
+        if (need <= cap_) return;
         const std::size_t want = std::max({need, cap_ * 2, std::size_t{64}});
         if (sink_) {
             auto s = sink_->grow(want);
@@ -174,8 +169,7 @@ public:
     /// Returns a view of the next n bytes and skips them.
     std::span<const std::byte> read_span(std::size_t n, std::string_view type) {
         if (n > remaining())
-            fail(type, "needs " + std::to_string(n) + " bytes but only " + std::to_string(remaining()) +
-                           " remain");
+            fail(type, "needs " + std::to_string(n) + " bytes but only " + std::to_string(remaining()) + " remain");
         auto s = bytes_.subspan(pos_, n);
         pos_ += n;
         return s;
@@ -184,8 +178,7 @@ public:
     /// Copies the next n bytes to out.
     void read_bytes(void* out, std::size_t n, std::string_view type) {
         auto s = read_span(n, type);
-        if (n != 0)
-            std::memcpy(out, s.data(), n);
+        if (n != 0) std::memcpy(out, s.data(), n);
     }
 
     /// Reads a fixed-width little-endian value.
@@ -238,8 +231,8 @@ public:
     /// The received file descriptor at index (as recorded by byte_writer::add_fd).
     int fd_at(std::size_t index) const {
         if (index >= fds_.size())
-            fail("file descriptor", "fd index " + std::to_string(index) + " but only " +
-                                        std::to_string(fds_.size()) + " fds came with the message");
+            fail("file descriptor", "fd index " + std::to_string(index) + " but only " + std::to_string(fds_.size()) +
+                                        " fds came with the message");
         return fds_[index];
     }
 
@@ -247,8 +240,7 @@ public:
 
     /// Throws unless every byte was consumed.
     void expect_end(std::string_view type) const {
-        if (remaining() != 0)
-            fail(type, std::to_string(remaining()) + " trailing bytes after the value");
+        if (remaining() != 0) fail(type, std::to_string(remaining()) + " trailing bytes after the value");
     }
 
 private:
@@ -256,7 +248,6 @@ private:
     std::span<const int> fds_;
     std::size_t pos_ = 0;
 };
-
 
 /// The customization point: a specialization provides
 ///     static void encode(byte_writer&, const T&);
@@ -298,8 +289,7 @@ inline constexpr std::size_t element_unit = needs_pad<T...> ? 1 : min_size_sum<T
 
 template <class... T>
 void write_pad(byte_writer& w) {
-    if constexpr (needs_pad<T...>)
-        w.write_fixed(std::uint8_t{0});
+    if constexpr (needs_pad<T...>) w.write_fixed(std::uint8_t{0});
 }
 
 template <class Container, class... T>
@@ -314,8 +304,6 @@ void read_pad(byte_reader& r) {
 template <class T>
 concept bulk_copyable = (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) ||
                         (std::is_enum_v<T> && !std::is_same_v<std::underlying_type_t<T>, bool>);
-
-
 
 template <class Tie>
 void encode_tied(byte_writer& w, const Tie& fields) {
@@ -342,8 +330,7 @@ struct codec<bool> {
     static void encode(byte_writer& w, const bool& v) { w.write_fixed(static_cast<std::uint8_t>(v)); }
     static bool decode(byte_reader& r) {
         const auto b = r.read_fixed<std::uint8_t>("bool");
-        if (b > 1)
-            r.fail("bool", "byte " + std::to_string(b) + " is neither 0 nor 1");
+        if (b > 1) r.fail("bool", "byte " + std::to_string(b) + " is neither 0 nor 1");
         return b == 1;
     }
 };

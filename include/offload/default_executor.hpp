@@ -51,7 +51,8 @@ template <class F, class... A>
 class default_call_awaiter {
     using thread_call = thread_call_awaiter<F, A...>;
     struct no_process_call {};
-    using process_call = std::conditional_t<process_eligible_v<F, A...>, process_call_awaiter<F, A...>, no_process_call>;
+    using process_call =
+        std::conditional_t<process_eligible_v<F, A...>, process_call_awaiter<F, A...>, no_process_call>;
 
 public:
     using result_type = call_result_t<F, A...>;

@@ -250,11 +250,9 @@ OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram::snapsho
     return {ns(s.percentile(50)), ns(s.percentile(95)), ns(s.percentile(99)), ns(s.max())};
 }
 
-
 OFFLOAD_DECL latency_percentiles percentiles_of(const latency_histogram& h) noexcept {
     return percentiles_of(h.take_snapshot());
 }
-
 
 OFFLOAD_DECL std::string format_latency(std::chrono::nanoseconds d) {
     auto n = d.count();
@@ -275,7 +273,6 @@ OFFLOAD_DECL std::string format_latency(std::chrono::nanoseconds d) {
     int decimals = a < 10 ? 2 : a < 100 ? 1 : 0;
     return fmt::format("{:.{}f}{}", v, decimals, unit);
 }
-
 
 OFFLOAD_DECL std::string format_percentiles(const latency_percentiles& p) {
     return fmt::format("p50={} p95={} p99={} max={}", format_latency(p.p50), format_latency(p.p95),

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <offload/available_cpus.hpp>
+#include <offload/default_executor.hpp>
 #include <offload/errors.hpp>
 #include <offload/event.hpp>
 #include <offload/event_loop.hpp>
@@ -22,6 +23,5 @@
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>
 #include <offload/thread_pool.hpp>
-#include <offload/default_executor.hpp>
 #include <offload/to_thread.hpp>
 #include <offload/wait_for.hpp>

@@ -69,7 +69,8 @@ public:
         queue* q;
         T item;
 
-        put_awaiter(queue* qu, T&& v, std::source_location loc) : detail::list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
+        put_awaiter(queue* qu, T&& v, std::source_location loc)
+            : detail::list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
         put_awaiter(put_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
             : detail::list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
 

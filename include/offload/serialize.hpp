@@ -68,7 +68,6 @@
 // encoding of T takes). Recursive types (a struct holding a vector of itself)
 // need an explicit codec.
 
-
 namespace offload {
 
 /// The version of the wire format above.
@@ -98,8 +97,9 @@ concept auto_aggregate = !has_offload_fields<T> && !is_std_array<T>::value &&
                          all_serializable<aggregate_field_types<T>>::value;
 
 template <class T>
-concept fields_type = has_offload_fields<T> && std::default_initializable<T> &&
-                      all_serializable<typename decayed_tuple<decltype(std::declval<T&>().offload_fields())>::type>::value;
+concept fields_type =
+    has_offload_fields<T> && std::default_initializable<T> &&
+    all_serializable<typename decayed_tuple<decltype(std::declval<T&>().offload_fields())>::type>::value;
 
 template <class Fields>
 struct fields_min_size;

@@ -105,7 +105,8 @@ public:
             throw std::invalid_argument("offload::shared_buffer: size " + std::to_string(size) + " is too large");
         const int fd = ::memfd_create("offload-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0) throw std::system_error(errno, std::generic_category(), "offload::shared_buffer: memfd_create");
-        if (::ftruncate(fd, static_cast<off_t>(size)) < 0 || ::fcntl(fd, F_ADD_SEALS, detail::shared_buffer_seals) < 0) {
+        if (::ftruncate(fd, static_cast<off_t>(size)) < 0 ||
+            ::fcntl(fd, F_ADD_SEALS, detail::shared_buffer_seals) < 0) {
             const int err = errno;
             ::close(fd);
             throw std::system_error(err, std::generic_category(), "offload::shared_buffer: ftruncate or F_ADD_SEALS");
@@ -186,8 +187,8 @@ struct codec<shared_buffer> {
         if (::fstat(received, &st) < 0 || !S_ISREG(st.st_mode))
             r.fail(type, "the descriptor that came with the message is not a memfd");
         if (st.st_size < 0 || size > static_cast<std::uint64_t>(st.st_size))
-            r.fail(type, "size " + std::to_string(size) + " is larger than the memfd (" +
-                             std::to_string(st.st_size) + " bytes)");
+            r.fail(type, "size " + std::to_string(size) + " is larger than the memfd (" + std::to_string(st.st_size) +
+                             " bytes)");
         const int seals = ::fcntl(received, F_GET_SEALS);
         if (seals < 0 || (seals & F_SEAL_SHRINK) == 0)
             r.fail(type, "the memfd is not sealed against shrinking (it could shrink under the mapping)");

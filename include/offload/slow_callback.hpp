@@ -33,7 +33,8 @@ struct slow_callback_report {
 
 using slow_callback_handler = std::function<void(const slow_callback_report&)>;
 
-/// Formats a report as one line: "offload: slow step in task 'x' took 150.3 ms; resumed at a.cpp:12, suspended at a.cpp:20".
+/// Formats a report as one line: "offload: slow step in task 'x' took 150.3 ms; resumed at a.cpp:12, suspended at
+/// a.cpp:20".
 OFFLOAD_DECL std::string format_slow_callback(const slow_callback_report& r);
 
 namespace detail {
@@ -58,8 +59,8 @@ OFFLOAD_DECL std::string format_slow_callback(const slow_callback_report& r) {
     };
     return fmt::format("offload: slow step in task '{}' held the loop for {:.1f} ms; resumed at {}, suspended at {}. "
                        "Offload blocking or CPU-heavy work with offload::to_thread / run_in_executor",
-                       r.task_name, std::chrono::duration<double, std::milli>(r.duration).count(),
-                       where(r.resumed_at), where(r.suspended_at));
+                       r.task_name, std::chrono::duration<double, std::milli>(r.duration).count(), where(r.resumed_at),
+                       where(r.suspended_at));
 }
 
 #endif // OFFLOAD_DEFINE_BODIES

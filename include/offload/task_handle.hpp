@@ -70,7 +70,8 @@ public:
     const std::string& name() const { return state()->name; }
     /// The result of a finished task (rethrows its exception); std::logic_error if it has not finished.
     T result() const {
-        if (!done()) throw std::logic_error("offload: task_handle::result() on a task that has not finished; co_await it");
+        if (!done())
+            throw std::logic_error("offload: task_handle::result() on a task that has not finished; co_await it");
         return st_->result();
     }
     /// The exception the task ended with (null if none or not finished); marks it retrieved.
@@ -117,7 +118,8 @@ template <class F, class... A>
     requires std::is_invocable_v<std::decay_t<F>&, std::decay_t<A>&...> &&
              detail::is_task_v<std::invoke_result_t<std::decay_t<F>&, std::decay_t<A>&...>>
 auto create_task(F&& fn, A&&... args) {
-    return create_task(detail::keep_alive(std::decay_t<F>(std::forward<F>(fn)), std::decay_t<A>(std::forward<A>(args))...));
+    return create_task(
+        detail::keep_alive(std::decay_t<F>(std::forward<F>(fn)), std::decay_t<A>(std::forward<A>(args))...));
 }
 
 namespace detail {
@@ -172,7 +174,6 @@ value_or_monostate_t<T> take_result(const task_handle<T>& h) {
         return h.result();
     }
 }
-
 
 template <class T>
 task_state_base* state_of(const task_handle<T>& h) {

@@ -41,8 +41,8 @@ template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto to_thread(F&& fn, A&&... args) {
     return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        detail::call_queue{}, &detail::resolve_default_thread_pool, std::source_location::current(), std::forward<F>(fn),
-        std::forward<A>(args)...);
+        detail::call_queue{}, &detail::resolve_default_thread_pool, std::source_location::current(),
+        std::forward<F>(fn), std::forward<A>(args)...);
 }
 
 /// Runs `fn(args...)` on `pool`. Same contract as to_thread; with a bounded
@@ -50,9 +50,10 @@ template <class F, class... A>
 template <class F, class... A>
     requires detail::offloadable<F, A...>
 [[nodiscard]] auto run_in_executor(thread_pool& pool, F&& fn, A&&... args) {
-    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        detail::queue_of(detail::core_of(pool)), nullptr, std::source_location::current(), std::forward<F>(fn),
-        std::forward<A>(args)...);
+    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(detail::queue_of(detail::core_of(pool)),
+                                                                            nullptr, std::source_location::current(),
+                                                                            std::forward<F>(fn),
+                                                                            std::forward<A>(args)...);
 }
 
 /// Runs `fn(args...)` on an executor of your own (see the `executor` concept:
@@ -64,9 +65,10 @@ template <class F, class... A>
 template <class E, class F, class... A>
     requires detail::user_executor<E> && detail::offloadable<F, A...>
 [[nodiscard]] auto run_in_executor(E& executor, F&& fn, A&&... args) {
-    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
-        detail::queue_of_user_executor(executor), nullptr, std::source_location::current(), std::forward<F>(fn),
-        std::forward<A>(args)...);
+    return detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(detail::queue_of_user_executor(executor),
+                                                                            nullptr, std::source_location::current(),
+                                                                            std::forward<F>(fn),
+                                                                            std::forward<A>(args)...);
 }
 
 /// Anything else is not an executor: a compile-time error that says what is.

@@ -3,5 +3,6 @@
 
 offload::task<int> f(offload::process_pool& pool) {
     int base = 40;
-    co_return co_await offload::run_in_executor(pool, [base](int x) { return base + x; }, 2);
+    co_return co_await offload::run_in_executor(
+        pool, [base](int x) { return base + x; }, 2);
 }

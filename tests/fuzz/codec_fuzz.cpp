@@ -4,10 +4,10 @@
 // an equal value and re-encode to the same bytes.
 #include <offload/serialize.hpp>
 
-#include <cstddef>
-#include <cstdint>
 #include <algorithm>
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -32,7 +32,8 @@ struct record {
     bool operator==(const record&) const = default;
 };
 
-using nested = std::map<std::string, std::vector<std::variant<std::optional<std::int64_t>, std::string, std::set<std::uint8_t>>>>;
+using nested =
+    std::map<std::string, std::vector<std::variant<std::optional<std::int64_t>, std::string, std::set<std::uint8_t>>>>;
 using scalars = std::tuple<bool, std::int8_t, std::uint16_t, std::int32_t, std::uint64_t, float, double, char>;
 using containers = std::pair<std::unordered_map<std::uint32_t, std::string>, std::vector<std::monostate>>;
 
@@ -64,11 +65,9 @@ void check(std::span<const std::byte> input) {
     const auto bytes = offload::detail::encode_to_bytes(value);
     T again = offload::detail::decode<T>(bytes); // must not throw
     if constexpr (P.compare)
-        if (!(again == value))
-            finding("re-encoded value decodes to a different value");
+        if (!(again == value)) finding("re-encoded value decodes to a different value");
     if constexpr (P.stable)
-        if (offload::detail::encode_to_bytes(again) != bytes)
-            finding("encoding is not stable across a round trip");
+        if (offload::detail::encode_to_bytes(again) != bytes) finding("encoding is not stable across a round trip");
     if constexpr (P.canonical)
         if (!std::equal(bytes.begin(), bytes.end(), input.begin(), input.end()))
             finding("accepted a non-canonical encoding");

@@ -61,9 +61,7 @@ inline int spin_forever() {
 }
 /// Writes this worker's pid to `path` (atomically, by rename), then sleeps.
 inline int pid_to_file_then_sleep(std::string path, int ms) {
-    {
-        std::ofstream(path + ".tmp") << ::getpid() << "\n";
-    }
+    { std::ofstream(path + ".tmp") << ::getpid() << "\n"; }
     std::filesystem::rename(path + ".tmp", path);
     return sleep_ms(ms);
 }

@@ -8,8 +8,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>

@@ -19,8 +19,7 @@ class mpmc_ring {
 public:
     /// A ring of `capacity_pow2` cells: a power of two, at least 2 (with one
     /// cell, a full cell's sequence number would read as free on the next lap).
-    explicit mpmc_ring(std::size_t capacity_pow2)
-        : cells_(new cell[checked(capacity_pow2)]), mask_(capacity_pow2 - 1) {
+    explicit mpmc_ring(std::size_t capacity_pow2) : cells_(new cell[checked(capacity_pow2)]), mask_(capacity_pow2 - 1) {
         for (std::size_t i = 0; i < capacity_pow2; ++i) cells_[i].seq.store(i, std::memory_order_relaxed);
     }
 

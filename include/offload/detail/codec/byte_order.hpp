@@ -25,12 +25,10 @@ constexpr std::string_view type_name() noexcept {
     // clang: "... type_name() [T = int]"
     std::string_view p = __PRETTY_FUNCTION__;
     const auto start = p.find("T = ");
-    if (start == std::string_view::npos)
-        return "?";
+    if (start == std::string_view::npos) return "?";
     p.remove_prefix(start + 4);
     auto end = p.find(';');
-    if (end == std::string_view::npos)
-        end = p.rfind(']');
+    if (end == std::string_view::npos) end = p.rfind(']');
     return p.substr(0, end);
 }
 
@@ -41,8 +39,7 @@ inline void store_le(std::byte* out, T value) noexcept {
     static_assert(std::is_trivially_copyable_v<T>);
     std::memcpy(out, &value, sizeof(T));
     if constexpr (std::endian::native == std::endian::big)
-        for (std::size_t i = 0; i < sizeof(T) / 2; ++i)
-            std::swap(out[i], out[sizeof(T) - 1 - i]);
+        for (std::size_t i = 0; i < sizeof(T) / 2; ++i) std::swap(out[i], out[sizeof(T) - 1 - i]);
 }
 
 template <class T>
@@ -51,8 +48,7 @@ inline T load_le(const std::byte* in) noexcept {
     std::byte tmp[sizeof(T)];
     std::memcpy(tmp, in, sizeof(T));
     if constexpr (std::endian::native == std::endian::big)
-        for (std::size_t i = 0; i < sizeof(T) / 2; ++i)
-            std::swap(tmp[i], tmp[sizeof(T) - 1 - i]);
+        for (std::size_t i = 0; i < sizeof(T) / 2; ++i) std::swap(tmp[i], tmp[sizeof(T) - 1 - i]);
     T value;
     std::memcpy(&value, tmp, sizeof(T));
     return value;
@@ -64,13 +60,11 @@ inline T load_le(const std::byte* in) noexcept {
 /// whole 2 MiB pages inside [p, p + n) are advised; a no-op where THP is off.
 inline void advise_huge_pages(void* p, std::size_t n) noexcept {
     constexpr std::size_t huge = std::size_t(2) << 20;
-    if (n < 2 * huge)
-        return;
+    if (n < 2 * huge) return;
     const auto a = reinterpret_cast<std::uintptr_t>(p);
     const std::uintptr_t first = (a + huge - 1) & ~(huge - 1);
     const std::uintptr_t last = (a + n) & ~(huge - 1);
-    if (last > first)
-        ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+    if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
 } // namespace offload::detail

@@ -79,8 +79,7 @@ struct codec<std::vector<T, Alloc>> {
                 v.assign(first, first + n);
             } else {
                 v.resize(n);
-                if (n != 0)
-                    std::memcpy(v.data(), bytes.data(), bytes.size());
+                if (n != 0) std::memcpy(v.data(), bytes.data(), bytes.size());
             }
         } else {
             v.reserve(n);
@@ -103,8 +102,7 @@ struct codec<std::array<T, N>> {
         if constexpr (detail::bulk_copyable<T> && std::endian::native == std::endian::little)
             w.write_bytes(a.data(), N * sizeof(T));
         else
-            for (const auto& e : a)
-                codec<T>::encode(w, e);
+            for (const auto& e : a) codec<T>::encode(w, e);
     }
     static type decode(byte_reader& r) {
         if constexpr (detail::bulk_copyable<T> && std::endian::native == std::endian::little) {
@@ -113,8 +111,7 @@ struct codec<std::array<T, N>> {
             return a;
         } else if constexpr (std::default_initializable<T>) {
             type a;
-            for (auto& e : a)
-                e = codec<T>::decode(r);
+            for (auto& e : a) e = codec<T>::decode(r);
             return a;
         } else {
             // Braced initializers are evaluated left to right.
@@ -160,16 +157,13 @@ struct codec<std::optional<T>> {
     static constexpr std::size_t min_size = 1;
     static void encode(byte_writer& w, const std::optional<T>& o) {
         w.write_fixed(static_cast<std::uint8_t>(o.has_value()));
-        if (o)
-            codec<T>::encode(w, *o);
+        if (o) codec<T>::encode(w, *o);
     }
     static std::optional<T> decode(byte_reader& r) {
         constexpr auto name = detail::type_name<std::optional<T>>();
         const auto tag = r.read_fixed<std::uint8_t>(name);
-        if (tag > 1)
-            r.fail(name, "tag " + std::to_string(tag) + " is neither 0 (empty) nor 1 (value)");
-        if (tag == 0)
-            return std::nullopt;
+        if (tag > 1) r.fail(name, "tag " + std::to_string(tag) + " is neither 0 (empty) nor 1 (value)");
+        if (tag == 0) return std::nullopt;
         return std::optional<T>(std::in_place, codec<T>::decode(r));
     }
 };
@@ -231,8 +225,7 @@ struct assoc_codec {
         constexpr auto name = type_name<Container>();
         const auto n = r.read_count(element_unit<Elem...>, name);
         Container c;
-        if constexpr (requires { c.reserve(n); })
-            c.reserve(n);
+        if constexpr (requires { c.reserve(n); }) c.reserve(n);
         for (std::size_t i = 0; i < n; ++i) {
             read_pad<Container, Elem...>(r);
             const std::size_t at = r.offset();

@@ -37,7 +37,8 @@ public:
     /// through `run_step(small_function&)`.
     template <class RunStep>
     void dispatch(int fd, std::uint32_t ev, RunStep&& run_step) {
-        const bool ready[2] = {(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0, (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0};
+        const bool ready[2] = {(ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0,
+                               (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0};
         for (int w = 0; w < 2; ++w) {
             if (!ready[w] || static_cast<std::size_t>(fd) >= fds_.size()) continue;
             entry& e = fds_[static_cast<std::size_t>(fd)];

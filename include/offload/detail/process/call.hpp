@@ -4,10 +4,10 @@
 // of its arguments and result. The typed awaiter is in call_awaiter.hpp.
 #pragma once
 
+#include <offload/codec.hpp>
 #include <offload/detail/base/clock.hpp>
 #include <offload/detail/base/intrusive_list.hpp>
 #include <offload/detail/loop/waiter.hpp>
-#include <offload/codec.hpp>
 
 #include <exception>
 #include <source_location>

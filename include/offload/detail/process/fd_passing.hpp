@@ -24,7 +24,8 @@ OFFLOAD_DECL void send_with_fds(int sock, const void* data, std::size_t len, con
 
 /// Receives one message into `buf` and up to `max_fds` descriptors (appended
 /// to `fds`, close-on-exec). Returns the byte count (0 at EOF). Blocking.
-OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds, std::size_t max_fds);
+OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds,
+                                       std::size_t max_fds);
 
 #if OFFLOAD_DEFINE_BODIES
 
@@ -51,8 +52,8 @@ OFFLOAD_DECL void send_with_fds(int sock, const void* data, std::size_t len, con
     }
 }
 
-
-OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds, std::size_t max_fds) {
+OFFLOAD_DECL std::size_t recv_with_fds(int sock, void* buf, std::size_t cap, std::vector<int>& fds,
+                                       std::size_t max_fds) {
     iovec iov{buf, cap};
     msghdr msg{};
     msg.msg_iov = &iov;

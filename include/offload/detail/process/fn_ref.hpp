@@ -77,7 +77,6 @@ OFFLOAD_DECL fn_ref make_fn_ref(const void* fn) {
     return l.ref;
 }
 
-
 OFFLOAD_DECL const void* resolve_fn_ref(fn_ref r) {
     fn_ref_impl::resolve q;
     q.want = r.module;

@@ -171,7 +171,6 @@ private:
     }
 }
 
-
 OFFLOAD_DECL std::pair<pid_t, int> start_forkserver() {
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)

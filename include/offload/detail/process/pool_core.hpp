@@ -241,7 +241,8 @@ OFFLOAD_DECL void process_pool_core::watch(worker_process& w) {
     w.loop = loop_;
     if (w.pidfd >= 0) {
         auto* wp = &w;
-        loop_->set_io(w.pidfd, false, [this, wp] { reap(*wp); }, false);
+        loop_->set_io(
+            w.pidfd, false, [this, wp] { reap(*wp); }, false);
     }
     if (!w.hello) {
         w.deadline = clock::now() + start_deadline;
@@ -269,8 +270,11 @@ OFFLOAD_DECL void process_pool_core::bind(loop_core& loop) {
                                "another loop (thread); give each loop its own pool");
     loop_ = &loop;
     loop.add_observer(this);
-    loop.set_io(eventfd_, false, [this] { on_event(); }, false);
-    if (forkserver_.running()) loop.set_io(forkserver_.fd(), false, [this] { on_server(); }, false);
+    loop.set_io(
+        eventfd_, false, [this] { on_event(); }, false);
+    if (forkserver_.running())
+        loop.set_io(
+            forkserver_.fd(), false, [this] { on_server(); }, false);
     for (auto& w : workers_)
         if (w->st != worker_process::state::dead) watch(*w);
     drain_early_exits(); // reports the forkserver sent while nobody listened
@@ -484,7 +488,8 @@ OFFLOAD_DECL std::string process_pool_core::describe_death(int sig, int code) {
 
 // The call a dead worker was running resolves: cancelled (we killed it for a
 // cancellation), timeout_error (for task_timeout) or worker_crashed.
-OFFLOAD_DECL void process_pool_core::resolve_orphaned_call(worker_process& w, process_call* c, int sig, int code) noexcept {
+OFFLOAD_DECL void process_pool_core::resolve_orphaned_call(worker_process& w, process_call* c, int sig,
+                                                           int code) noexcept {
     counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     if (c->end == process_call::fate::cancelled) {
         counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -701,7 +706,8 @@ OFFLOAD_DECL void process_pool_core::drive_blocking(std::chrono::steady_clock::t
         auto wait = std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(50),
                                                                   (killed_all ? hard_stop : deadline) - now);
         ::poll(pf.data(), pf.size(),
-               static_cast<int>(std::max<long long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count())));
+               static_cast<int>(
+                   std::max<long long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count())));
         on_event();
         if (forkserver_.running()) on_server();
         for (auto& s : workers_) reap(*s);

@@ -24,9 +24,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <dirent.h>
-#include <string>
 #include <fcntl.h>
 #include <poll.h>
+#include <string>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -77,7 +77,6 @@ OFFLOAD_DECL void close_from(int first) noexcept {
     for (int fd = first; fd < 1024; ++fd) ::close(fd);
 }
 
-
 OFFLOAD_DECL std::vector<std::string> other_threads() {
     std::vector<std::string> out;
     DIR* d = ::opendir("/proc/self/task");
@@ -98,7 +97,6 @@ OFFLOAD_DECL std::vector<std::string> other_threads() {
     return out;
 }
 
-
 OFFLOAD_DECL void warn_threaded_fork() {
     auto threads = other_threads();
     if (threads.empty()) return;
@@ -112,7 +110,6 @@ OFFLOAD_DECL void warn_threaded_fork() {
     std::fprintf(stderr, "%s\n", line.c_str());
 }
 
-
 OFFLOAD_DECL pid_t start_forked(worker_fds f) {
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
@@ -120,7 +117,6 @@ OFFLOAD_DECL pid_t start_forked(worker_fds f) {
     if (pid == 0) run_worker(f, parent);
     return pid;
 }
-
 
 OFFLOAD_DECL pid_t start_spawned(worker_fds f) {
     pid_t parent = ::getpid();
@@ -145,7 +141,6 @@ OFFLOAD_DECL pid_t start_spawned(worker_fds f) {
     }
     return pid;
 }
-
 
 OFFLOAD_DECL bool started_as_spawned_worker() {
     static const bool spawned = [] {

@@ -134,7 +134,6 @@ OFFLOAD_DECL std::string demangle(const char* name) {
     return status == 0 && d ? std::string(d.get()) : std::string(name);
 }
 
-
 OFFLOAD_DECL void encode_current_exception(byte_writer& out) {
     std::type_info* t = abi::__cxa_current_exception_type();
     std::string type = t ? demangle(t->name()) : std::string("<unknown>");
@@ -172,7 +171,6 @@ OFFLOAD_DECL void encode_current_exception(byte_writer& out) {
     codec<std::string>::encode(out, what);
 }
 
-
 [[noreturn]] OFFLOAD_DECL void throw_remote_exception(byte_reader& in) {
     auto kind = static_cast<std_exception_kind>(codec<std::uint8_t>::decode(in));
     std::string type = codec<std::string>::decode(in);
@@ -195,14 +193,12 @@ OFFLOAD_DECL void encode_current_exception(byte_writer& out) {
     throw remote_error(type, what);
 }
 
-
 OFFLOAD_DECL void encode_init(byte_writer& w, const worker_init& i) {
     codec<std::optional<std::int64_t>>::encode(w, i.cpu_seconds);
     codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
     codec<bool>::encode(w, i.initializer.has_value());
     if (i.initializer) encode_fn_ref(w, *i.initializer);
 }
-
 
 OFFLOAD_DECL worker_init decode_init(byte_reader& r) {
     worker_init i;
@@ -211,7 +207,6 @@ OFFLOAD_DECL worker_init decode_init(byte_reader& r) {
     if (codec<bool>::decode(r)) i.initializer = decode_fn_ref(r);
     return i;
 }
-
 
 OFFLOAD_DECL void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w, int sock, int wake_eventfd) {
     assert(w.size() == 0 || w.bytes().data() == box.payload());
@@ -233,7 +228,6 @@ OFFLOAD_DECL void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w
         }
     }
 }
-
 
 OFFLOAD_DECL std::vector<int> mailbox_take_fds(const mailbox& box, int sock) {
     std::vector<int> fds;

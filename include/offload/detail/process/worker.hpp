@@ -44,7 +44,6 @@ namespace offload::detail {
     ::_exit(exit_code::worker_fatal);
 }
 
-
 [[noreturn]] OFFLOAD_DECL void run_worker(worker_fds f, pid_t parent) {
     // A fresh signal state: the parent's loop blocked signals for its signalfd.
     for (int s = 1; s < NSIG; ++s)

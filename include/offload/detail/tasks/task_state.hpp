@@ -162,9 +162,7 @@ struct root_runner {
         template <class S, class... A>
         explicit promise_type(S* s, A&...) noexcept : st(s) {}
 
-        root_runner get_return_object() noexcept {
-            return {std::coroutine_handle<promise_type>::from_promise(*this)};
-        }
+        root_runner get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
         std::suspend_always initial_suspend() const noexcept { return {}; }
         struct final_awaiter {
             bool await_ready() const noexcept { return false; }

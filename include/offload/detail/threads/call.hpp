@@ -138,8 +138,9 @@ template <class F, class... A>
 inline constexpr bool takes_stop_token_v = std::is_invocable_v<F, std::stop_token, A...>;
 
 template <class F, class... A>
-using call_result_t = typename std::conditional_t<takes_stop_token_v<F, A...>, std::invoke_result<F, std::stop_token, A...>,
-                                                  std::invoke_result<F, A...>>::type;
+using call_result_t =
+    typename std::conditional_t<takes_stop_token_v<F, A...>, std::invoke_result<F, std::stop_token, A...>,
+                                std::invoke_result<F, A...>>::type;
 
 template <class R>
 struct result_call : thread_call {

@@ -36,7 +36,8 @@ public:
 
     template <class G, class... B>
     thread_call_awaiter(call_queue queue, queue_resolver resolve, std::source_location loc, G&& fn, B&&... args)
-        : waiter(loc), pool_(queue), resolve_(resolve), call_(new call_type(std::forward<G>(fn), std::forward<B>(args)...)) {}
+        : waiter(loc), pool_(queue), resolve_(resolve),
+          call_(new call_type(std::forward<G>(fn), std::forward<B>(args)...)) {}
     // Movable until awaited (so gather and wait_for can take it).
     thread_call_awaiter(thread_call_awaiter&& o) noexcept
         : waiter(o.where), pool_(o.pool_), resolve_(o.resolve_), call_(std::exchange(o.call_, nullptr)) {}
@@ -105,8 +106,7 @@ public:
             if (ctx) ctx->cancel_pending = true;
             return;
         case phase::idle:
-        case phase::done:
-            return;
+        case phase::done: return;
         }
     }
 
