@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # offload's one entry point.
 #   bash run.sh demo   build the release preset, run the examples and benchmarks
-#   bash run.sh test   build and test the presets dev, asan-ubsan and tsan
+#   bash run.sh test   check the formatting (clang-format-16), then build and test
+#                      the presets dev, asan-ubsan and tsan
 #                      (override: OFFLOAD_PRESETS="dev tsan" bash run.sh test)
 # Installs missing Debian packages first (apt-get, only when something is missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3)
-TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev)
+TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16)
 
 usage() {
   echo "usage: bash run.sh demo|test" >&2
@@ -96,6 +97,14 @@ test_all() {
   read -r -a presets <<<"${OFFLOAD_PRESETS:-dev asan-ubsan tsan}"
   local passed=0 failed=0 failed_presets=()
   mkdir -p build
+  echo "==> formatting (clang-format-16, .clang-format)"
+  if bash scripts/check_format.sh; then
+    passed=$((passed + 1))
+  else
+    echo "==> unformatted code: run bash scripts/check_format.sh --fix"
+    failed=$((failed + 1))
+    failed_presets+=("format")
+  fi
   for preset in "${presets[@]}"; do
     echo
     echo "=================================================================="

@@ -2,7 +2,7 @@
 # check_format.sh — checks the C++ sources against .clang-format.
 #   bash scripts/check_format.sh         list the files clang-format would change; exit 1 if any
 #   bash scripts/check_format.sh --fix   format them in place
-# Covers every tracked *.hpp / *.cpp under include/ tests/ examples/ benchmarks/.
+# Covers every tracked *.hpp / *.cpp under include/ tests/ examples/ benchmarks/ src/.
 # The formatter is clang-format-16 (override: CLANG_FORMAT=/path/to/clang-format).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,7 +33,7 @@ files=()
 while IFS= read -r -d '' f; do
   [[ -f "$f" ]] && files+=("$f") # skip tracked files deleted in the work tree
 done < <(git ls-files -z -- 'include/*.hpp' 'include/*.cpp' 'tests/*.hpp' 'tests/*.cpp' \
-  'examples/*.hpp' 'examples/*.cpp' 'benchmarks/*.hpp' 'benchmarks/*.cpp')
+  'examples/*.hpp' 'examples/*.cpp' 'benchmarks/*.hpp' 'benchmarks/*.cpp' 'src/*.cpp')
 
 if ((fix)); then
   "$clang_format" -i --style=file "${files[@]}"
