@@ -100,7 +100,11 @@ public:
     /// The loop running on this thread, or nullptr.
     static loop_core* current() noexcept { return tls.loop; }
     /// The loop running on this thread; std::logic_error naming `what` when none is.
-    static loop_core& require_current(const char* what);
+    static loop_core& require_current(const char* what) {
+        if (loop_core* l = tls.loop) [[likely]]
+            return *l;
+        no_loop(what);
+    }
 
     // --- steps ------------------------------------------------------------------
     /// Queues the resumption of `h` as a step of the task `ctx`.
@@ -211,21 +215,24 @@ public:
     process_pool* default_process_executor = nullptr;
 
 private:
+    [[noreturn]] static void no_loop(const char* what);
     void poll(bool may_block);
     bool spin_for_completions(bool io_soon, epoll_event* evs, int& n);
     void run_timers();
     void drain_remote();
     void run_step(small_function& fn);
-    void release_retired() noexcept {
+    // Both are off the per-step fast path: kept out of line so run_step stays small.
+    [[gnu::cold]] void release_retired() noexcept {
         for (task_record* t : retired_) t->release();
         retired_.clear();
     }
-    void report_slow(std::chrono::nanoseconds took);
+    [[gnu::cold]] void report_slow(std::chrono::nanoseconds took);
     void update_watch();
 
     // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
     // step schedules waits for the next iteration.
     ring_queue<small_function> ready_;
+    std::unique_ptr<stall_watch> watch_; // debug mode, while the loop runs (read on every step)
     intrusive_list<task_record> tasks_;
     std::vector<task_record*> retired_;
     bool debug_ = false;
@@ -248,7 +255,6 @@ private:
     std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
     intrusive_list<loop_observer> observers_;
 
-    std::unique_ptr<stall_watch> watch_; // debug mode, while the loop runs
     clock::duration slow_threshold_ = std::chrono::milliseconds(100);
     slow_callback_handler slow_handler_ = &default_slow_callback_handler;
     exception_handler exception_handler_;
@@ -342,8 +348,7 @@ OFFLOAD_DECL loop_core::~loop_core() {
     ::close(epfd_);
 }
 
-OFFLOAD_DECL loop_core& loop_core::require_current(const char* what) {
-    if (auto* l = current()) return *l;
+OFFLOAD_DECL void loop_core::no_loop(const char* what) {
     throw std::logic_error(fmt::format("offload: {} needs a running event loop on this thread; run your coroutine "
                                        "with offload::run(...) or event_loop::run_until_complete(...)",
                                        what));
@@ -466,14 +471,20 @@ OFFLOAD_DECL void loop_core::run_once() {
 
 OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
     tls.ctx = nullptr;
-    // No clock here: in debug mode the stall watchdog flags a long step (see stall_watch.hpp).
-    std::uint64_t id = watch_ ? watch_->step_begin() : 0;
-    try {
-        fn();
-    } catch (...) {
-        call_exception_handler({"exception in callback", std::current_exception(), {}});
-    }
-    if (watch_) {
+    if (!watch_) {
+        try {
+            fn();
+        } catch (...) {
+            call_exception_handler({"exception in callback", std::current_exception(), {}});
+        }
+    } else {
+        // No clock here: the stall watchdog flags a long step (see stall_watch.hpp).
+        std::uint64_t id = watch_->step_begin();
+        try {
+            fn();
+        } catch (...) {
+            call_exception_handler({"exception in callback", std::current_exception(), {}});
+        }
         auto took = watch_->step_end(id);
         if (took >= slow_threshold_) report_slow(took);
     }
