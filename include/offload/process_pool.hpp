@@ -10,6 +10,8 @@
 #include <offload/detail/process/call_awaiter.hpp>
 #include <offload/detail/process/fn_ref.hpp>
 #include <offload/detail/process/pool_core.hpp>
+#include <offload/detail/process/pool_shutdown.hpp>
+#include <offload/detail/process/pool_workers.hpp>
 #include <offload/detail/process/spawn.hpp>
 #include <offload/detail/process/worker.hpp>
 #include <offload/detail/tasks/chunks.hpp>

@@ -7,6 +7,8 @@
 #include <offload/detail/process/call.hpp>
 #include <offload/detail/process/fn_ref.hpp>
 #include <offload/detail/process/pool_core.hpp>
+#include <offload/detail/process/pool_shutdown.hpp>
+#include <offload/detail/process/pool_workers.hpp>
 #include <offload/detail/process/wire.hpp>
 #include <offload/serialize.hpp>
 
