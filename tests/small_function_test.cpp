@@ -157,8 +157,8 @@ TEST_CASE("small_function: move construction and assignment leave the source emp
     STATIC_REQUIRE(sizeof(inline_fn) <= small_function::inline_size);
     STATIC_REQUIRE(sizeof(heap_fn) > small_function::inline_size);
 
-    SECTION("inline") {
-        small_function a(inline_fn);
+    // Move construction, then move assignment, each leaving the source empty.
+    auto moves_leave_the_source_empty = [&](small_function a) {
         small_function b(std::move(a));
         REQUIRE_FALSE(static_cast<bool>(a));
         REQUIRE(static_cast<bool>(b));
@@ -168,18 +168,9 @@ TEST_CASE("small_function: move construction and assignment leave the source emp
         REQUIRE_FALSE(static_cast<bool>(b));
         c();
         REQUIRE(calls == 2);
-    }
-    SECTION("heap") {
-        small_function a(heap_fn);
-        small_function b(std::move(a));
-        REQUIRE_FALSE(static_cast<bool>(a));
-        b();
-        small_function c;
-        c = std::move(b);
-        REQUIRE_FALSE(static_cast<bool>(b));
-        c();
-        REQUIRE(calls == 2);
-    }
+    };
+    SECTION("inline") { moves_leave_the_source_empty(small_function(inline_fn)); }
+    SECTION("heap") { moves_leave_the_source_empty(small_function(heap_fn)); }
     SECTION("a moved-from one can be assigned again") {
         small_function a(inline_fn);
         small_function b(std::move(a));
