@@ -283,3 +283,17 @@ TEST_CASE("small_function: a callable whose copy throws is not stored", "[small_
     REQUIRE_THROWS_AS(small_function(a), std::runtime_error);
     REQUIRE_THROWS_AS(small_function(b), std::runtime_error);
 }
+
+namespace {
+int plain_calls = 0;
+void plain_function() { ++plain_calls; }
+} // namespace
+
+TEST_CASE("small_function: a function named without & is stored as a pointer, as std::function does",
+          "[small_function]") {
+    small_function f(plain_function);
+    REQUIRE(static_cast<bool>(f));
+    f();
+    f();
+    REQUIRE(plain_calls == 2);
+}

@@ -19,10 +19,9 @@ public:
     small_function() noexcept = default;
 
     template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, small_function> &&
-                 std::is_invocable_v<std::remove_cvref_t<F>&>)
+        requires(!std::is_same_v<std::decay_t<F>, small_function> && std::is_invocable_v<std::decay_t<F>&>)
     small_function(F&& f) { // NOLINT: implicit on purpose, like std::function
-        using D = std::remove_cvref_t<F>;
+        using D = std::decay_t<F>; // a function (not a pointer to it) is stored as a pointer, as std::function does
         if constexpr (fits<D>) {
             ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));
             ops_ = &inline_ops<D>;
