@@ -23,7 +23,7 @@
 #include <utility>
 #include <vector>
 
-// Wire format, version `codec_version` (internal: both ends are the same
+// Wire format, version `codec_version` (private to the library: both ends are the same
 // build, so it may change with the version; nothing is self-describing).
 //
 //   varint            unsigned LEB128, 1..10 bytes, minimal (an overlong
