@@ -2,7 +2,7 @@
 # offload's one entry point.
 #   bash run.sh demo   build the release preset, run the examples and benchmarks
 #   bash run.sh test   check the formatting (clang-format-16), then build and test
-#                      the presets dev, asan-ubsan and tsan
+#                      the presets dev, debug (g++ -O0), asan-ubsan and tsan
 #                      (override: OFFLOAD_PRESETS="dev tsan" bash run.sh test)
 # Installs missing Debian packages first (apt-get, only when something is missing).
 set -euo pipefail
@@ -94,7 +94,7 @@ demo() {
 test_all() {
   ensure_packages "${TEST_PACKAGES[@]}"
   local presets preset log line failed_count total
-  read -r -a presets <<<"${OFFLOAD_PRESETS:-dev asan-ubsan tsan}"
+  read -r -a presets <<<"${OFFLOAD_PRESETS:-dev debug asan-ubsan tsan}"
   local passed=0 failed=0 failed_presets=()
   mkdir -p build
   echo "==> formatting (clang-format-16, .clang-format)"

@@ -1,7 +1,10 @@
 // offload/task.hpp — task<T>, the lazy coroutine type of offload.
-// A task does nothing until it is awaited (or handed to create_task); awaiting
-// it transfers control symmetrically, and its completion transfers control back
-// to the awaiter the same way, so chains of any depth use constant stack.
+// A task does nothing until it is awaited (or handed to create_task). Awaiting
+// it runs it at once; if it finishes without suspending, the awaiter simply
+// goes on, and if it suspends, its completion transfers control back to the
+// awaiter symmetrically: a loop of awaits uses constant stack at any
+// optimization level (g++ -O0 included), and a chain of nested awaits of any
+// depth wherever the compiler makes symmetric transfer a tail call.
 #pragma once
 
 #include <coroutine>
@@ -18,16 +21,38 @@ class task;
 
 namespace detail {
 
+// How an awaited task gets back to its awaiter. Symmetric transfer (the
+// awaiter resumes the child by returning its handle, the child resumes the
+// awaiter the same way) is a tail call only where the compiler makes it one:
+// not at g++ -O0 (CMake's Debug), where a loop of awaits grew the stack by two
+// frames per iteration until it crashed. So the awaiter first runs the child
+// with an ordinary call from await_ready, marked `inline_start`. A child that
+// finishes before it ever suspends sets `inline_done` at its final suspend
+// point and returns, and the awaiter goes on without suspending: constant
+// stack at any optimization level. A child that suspended resumes its
+// awaiter from its final suspend point by symmetric transfer. Only past
+// `max_inline_depth` nested inline starts (a deep recursion of awaits) does
+// the awaiter start the child by symmetric transfer instead, so that with
+// tail calls even a million nested awaits use constant stack.
+inline thread_local unsigned inline_depth = 0;
+inline constexpr unsigned max_inline_depth = 256;
+
 struct task_promise_base {
     std::coroutine_handle<> continuation;
     std::exception_ptr exception;
+    bool inline_start = false; // run by the awaiter's await_ready, which has not returned yet
+    bool inline_done = false;  // finished while inline_start
 
     struct final_awaiter {
         bool await_ready() const noexcept { return false; }
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
-            auto& c = h.promise().continuation;
-            return c ? c : std::noop_coroutine();
+            auto& p = h.promise();
+            if (p.inline_start) { // return into the awaiter's await_ready, which goes on
+                p.inline_done = true;
+                return std::noop_coroutine();
+            }
+            return p.continuation ? p.continuation : std::noop_coroutine();
         }
         void await_resume() const noexcept {}
     };
@@ -103,10 +128,24 @@ public:
 
     struct awaiter {
         std::coroutine_handle<promise_type> h;
-        bool await_ready() const noexcept { return false; }
+        bool started = false; // the child ran from await_ready and suspended
+
+        bool await_ready() noexcept {
+            if (detail::inline_depth >= detail::max_inline_depth) return false; // start by transfer
+            auto& p = h.promise();
+            p.inline_start = true;
+            ++detail::inline_depth;
+            h.resume(); // runs the child until it finishes or first suspends
+            --detail::inline_depth;
+            p.inline_start = false;
+            if (p.inline_done) return true; // finished: no suspension at all
+            started = true;
+            return false;
+        }
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
             h.promise().continuation = awaiting;
-            return h;
+            // A started child resumes us when it finishes; otherwise start it now.
+            return started ? std::noop_coroutine() : std::coroutine_handle<>(h);
         }
         T await_resume() { return h.promise().take(); }
     };
