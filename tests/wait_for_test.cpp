@@ -114,6 +114,33 @@ TEST_CASE("wait_for: a zero timeout on an unfinished operation times out", "[wai
     run([]() -> task<> { REQUIRE_THROWS_AS(co_await wait_for(sleep(1s), 0ms), timeout_error); }());
 }
 
+TEST_CASE("wait_for: a zero or negative timeout throws timeout_error without starting the operation", "[wait_for]") {
+    // asyncio: "coroutine ... was never awaited"; the first step never runs.
+    run([]() -> task<> {
+        bool started = false;
+        auto first_step = [](bool& s) -> task<int> {
+            s = true;
+            co_return 1;
+        };
+        REQUIRE_THROWS_AS(co_await wait_for(first_step(started), 0ms), timeout_error);
+        CHECK_FALSE(started);
+        REQUIRE_THROWS_AS(co_await wait_for(first_step(started), -5ms), timeout_error);
+        CHECK_FALSE(started);
+        int v = co_await wait_for(first_step(started), 1s);
+        CHECK(v == 1);
+        CHECK(started);
+    }());
+}
+
+TEST_CASE("wait_for: a zero timeout on a finished task handle gives its result", "[wait_for]") {
+    run([]() -> task<> {
+        auto h = create_task(value_after(3, 0ms));
+        co_await h;
+        int v = co_await wait_for(h, 0ms);
+        CHECK(v == 3);
+    }());
+}
+
 TEST_CASE("wait_for: leaves no timer behind", "[wait_for]") {
     run([]() -> task<> {
         for (int i = 0; i < 100; ++i) {

@@ -70,7 +70,9 @@ struct done_or_timeout_awaiter final : waiter, done_listener, timer_node {
 /// Awaits `aw` (a task<T>, a task_handle<T> or any awaitable) for at most
 /// `timeout`. On timeout, cancels it, waits for it to unwind, and throws
 /// timeout_error. If `aw` completes first (even by catching the cancellation
-/// and returning a value), its result is returned.
+/// and returning a value), its result is returned. A zero or negative timeout
+/// throws timeout_error without starting a task or awaitable (an already
+/// running task_handle is cancelled, unless it has finished: then its result).
 ///
 /// Cancellation: cancelling the caller cancels `aw`, waits for it, and throws cancelled_error.
 /// Example: `auto v = co_await wait_for(to_thread(work), 2s);`
@@ -80,6 +82,13 @@ task<detail::child_value_t<A>> wait_for(A aw, std::chrono::duration<Rep, Period>
                                         std::source_location loc = std::source_location::current()) {
     using T = detail::child_value_t<A>;
     const auto timeout = std::chrono::ceil<detail::clock::duration>(timeout_d);
+    if constexpr (!detail::is_task_handle_v<std::remove_cvref_t<A>>) {
+        // As asyncio: a non-positive timeout does not start the operation.
+        if (timeout <= detail::clock::duration::zero())
+            throw timeout_error(fmt::format("offload::timeout_error: wait_for was given a timeout of {:.3f} ms, so "
+                                            "the operation was not started; give it a positive timeout",
+                                            std::chrono::duration<double, std::milli>(timeout).count()));
+    }
     task_handle<T> h = detail::to_handle(std::move(aw));
     detail::task_state_base* st = detail::state_of(h);
     bool cancelled_here = false;
