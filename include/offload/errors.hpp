@@ -1,7 +1,7 @@
-// offload/errors.hpp — the exception types offload throws.
-// Every type derives from std::exception; each what() says what happened and
-// what to do. timeout_error and cancelled_error are unrelated types, so
-// catching one never catches the other. Also: exception_context, what the
+// offload/errors.hpp — the exception types offload throws. Each what() says
+// what happened and what to do. Every type derives from std::exception except
+// cancelled_error (see there); timeout_error and cancelled_error are unrelated
+// types, so catching one never catches the other. Also: exception_context, what the
 // loop's exception handler receives for an error nobody else could catch.
 #pragma once
 
@@ -15,11 +15,19 @@ namespace offload {
 
 /// Thrown at a suspension point of a task that was cancelled.
 /// A task may catch it and carry on (as in asyncio), but should usually rethrow.
-class cancelled_error : public std::exception {
+///
+/// It does not derive from std::exception, for the reason Python 3.8 moved
+/// CancelledError under BaseException: the everyday
+/// `catch (const std::exception&)` of a request handler must not swallow a
+/// cancellation and leave running a task that was asked to stop. Only
+/// `catch (const cancelled_error&)` or `catch (...)` sees it.
+class cancelled_error {
 public:
     cancelled_error() = default;
     explicit cancelled_error(std::string what) : what_(std::move(what)) {}
-    const char* what() const noexcept override { return what_.c_str(); }
+    virtual ~cancelled_error() = default;
+    /// What happened and what to do.
+    virtual const char* what() const noexcept { return what_.c_str(); }
 
 private:
     std::string what_ = "offload::cancelled_error: the task was cancelled at this await "

@@ -388,6 +388,8 @@ OFFLOAD_DECL void loop_core::call_exception_handler(const exception_context& c) 
         if (c.exception) std::rethrow_exception(c.exception);
     } catch (const std::exception& e) {
         what = e.what();
+    } catch (const cancelled_error& e) { // not a std::exception, on purpose
+        what = e.what();
     } catch (...) {
     }
     std::string task = c.task_name.empty() ? std::string() : " (task '" + c.task_name + "')";
