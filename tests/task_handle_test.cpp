@@ -4,6 +4,7 @@
 #include <offload/task_handle.hpp>
 
 #include <offload/event_loop.hpp>
+#include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task.hpp>
 
@@ -336,4 +337,34 @@ TEST_CASE("task_handle: create_task(callable, args...) keeps a capturing lambda 
         co_return out;
     }());
     REQUIRE(got == std::string(64, 'x') + "3");
+}
+
+TEST_CASE("task_handle: awaiting a task while a cancellation is pending cancels that task and waits for it",
+          "[task_handle][cancel]") {
+    // asyncio: the pending cancellation goes to the future being awaited.
+    bool inner_unwound = false;
+    run([](bool& unwound) -> task<> {
+        task_handle<> self;
+        task_handle<> inner;
+        auto outer = create_task(
+            [](task_handle<>& self, task_handle<>& inner, bool& unwound) -> task<> {
+                inner = create_task([](bool& u) -> task<> {
+                    try {
+                        co_await sleep(10s);
+                    } catch (const cancelled_error&) {
+                        u = true; // it was cancelled, and unwinds
+                        throw;
+                    }
+                }(unwound));
+                co_await sleep(0s); // the inner task starts and suspends in its sleep
+                self.cancel();      // while running: the request is pending
+                co_await inner;
+            },
+            std::ref(self), std::ref(inner), std::ref(unwound));
+        self = outer;
+        REQUIRE_THROWS_AS(co_await outer, cancelled_error);
+        CHECK(inner.done());
+        CHECK(inner.cancelled());
+    }(inner_unwound));
+    CHECK(inner_unwound);
 }

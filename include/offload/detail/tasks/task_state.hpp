@@ -218,7 +218,15 @@ struct done_awaiter : waiter, done_listener {
 
     bool await_ready() const noexcept { return st->done; }
     bool await_suspend(std::coroutine_handle<> h) {
-        if (!arm(h)) return false;
+        if (!arm(h)) {
+            // A cancellation was pending when we started to wait: as asyncio
+            // does, it goes to the awaited task, and we wait for that to end
+            // (its cancelled_error, or its result if it ignores the request).
+            cancelled = false;
+            ctx->waiter = this;
+            ctx->suspended_at = where;
+            st->request_cancel();
+        }
         st->add_listener(this);
         return true;
     }
