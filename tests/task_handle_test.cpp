@@ -3,6 +3,7 @@
 // unobserved exceptions, and the capture-keeping create_task(callable, args...).
 #include <offload/task_handle.hpp>
 
+#include <offload/event.hpp>
 #include <offload/event_loop.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
@@ -15,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <typeinfo>
@@ -367,4 +369,119 @@ TEST_CASE("task_handle: awaiting a task while a cancellation is pending cancels 
         CHECK(inner.cancelled());
     }(inner_unwound));
     CHECK(inner_unwound);
+}
+
+// --- cancellation requests are never lost (issue 10, item 5) ------------------
+
+TEST_CASE("task_handle: a task that cancels itself and returns without another await ends cancelled",
+          "[task_handle][cancel]") {
+    run([]() -> task<> {
+        bool answered = false;
+        auto h = create_task(
+            [](bool& answered) -> task<int> {
+                answered = current_task().cancel(); // true: the task has not finished
+                co_return 7;                        // no await after the request
+            },
+            std::ref(answered));
+        REQUIRE_THROWS_AS(co_await h, cancelled_error);
+        CHECK(answered); // and cancel() told the truth: the task did end cancelled
+        CHECK(h.cancelled());
+    }());
+}
+
+TEST_CASE("task_handle: a cancel that arrives while the task's wake-up is queued is kept even if it then returns",
+          "[task_handle][cancel]") {
+    run([]() -> task<> {
+        event ev;
+        auto h = create_task(
+            [](event& ev) -> task<int> {
+                co_await ev.wait(); // woken by set(); the cancel arrives before it runs
+                co_return 1;        // returns without another await
+            },
+            std::ref(ev));
+        co_await sleep(0s); // h waits on the event
+        ev.set();           // h's wake-up is queued
+        REQUIRE(h.cancel());
+        REQUIRE_THROWS_AS(co_await h, cancelled_error);
+        CHECK(h.cancelled());
+    }());
+}
+
+TEST_CASE("task_handle: a task that catches the cancellation and returns keeps its value", "[task_handle][cancel]") {
+    run([]() -> task<> {
+        auto h = create_task([]() -> task<int> {
+            try {
+                co_await sleep(10s);
+            } catch (const cancelled_error&) {
+                co_return 5; // the request was delivered: nothing is pending
+            }
+            co_return 0;
+        });
+        co_await sleep(0s);
+        REQUIRE(h.cancel());
+        int v = co_await h;
+        CHECK(v == 5);
+        CHECK_FALSE(h.cancelled());
+    }());
+}
+
+TEST_CASE("task_handle: cancel(message) reaches the cancelled_error inside the task and at its awaiters",
+          "[task_handle][cancel]") {
+    run([]() -> task<> {
+        std::string inside;
+        auto h = create_task(
+            [](std::string& inside) -> task<> {
+                try {
+                    co_await sleep(10s);
+                } catch (const cancelled_error& e) {
+                    inside = e.what();
+                    throw;
+                }
+            },
+            std::ref(inside));
+        co_await sleep(0s);
+        REQUIRE(h.cancel("shutting down"));
+        std::string outside;
+        try {
+            co_await h;
+        } catch (const cancelled_error& e) {
+            outside = e.what();
+        }
+        CHECK(inside == "shutting down");
+        CHECK(outside == "shutting down");
+    }());
+}
+
+TEST_CASE("task_handle: cancelling() counts requests and uncancel() takes one back", "[task_handle][cancel]") {
+    run([]() -> task<> {
+        auto h = create_task(value_after(3, 20ms));
+        CHECK(h.cancelling() == 0);
+        h.cancel();
+        h.cancel();
+        CHECK(h.cancelling() == 2);
+        CHECK(h.uncancel() == 1);
+        CHECK(h.uncancel() == 0); // every request taken back: the pending one is withdrawn
+        int v = co_await h;       // so the task runs to its end
+        CHECK(v == 3);
+    }());
+}
+
+TEST_CASE("current_task: names the running task and is empty outside one", "[task_handle][current_task]") {
+    CHECK_FALSE(current_task());
+    run([]() -> task<> {
+        task_ref seen;
+        auto h = create_task(
+            [](task_ref& seen) -> task<> {
+                seen = current_task();
+                co_return;
+            },
+            std::ref(seen));
+        co_await h;
+        CHECK(seen == h);
+        CHECK(current_task()); // the task run() drives is a task too
+        CHECK_FALSE(current_task() == h);
+        auto named = create_task([]() -> task<std::string> { co_return current_task().name(); }(), "worker-7");
+        std::string name = co_await named;
+        CHECK(name == "worker-7");
+    }());
 }

@@ -8,6 +8,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <string>
+#include <thread>
 
 using namespace offload;
 using namespace std::chrono_literals;
@@ -148,5 +150,74 @@ TEST_CASE("wait_for: leaves no timer behind", "[wait_for]") {
             CHECK(v == i);
         }
         CHECK(event_loop::current().scheduled_timers() == 0);
+    }());
+}
+
+// --- nested timeouts that expire together (issue 10, item 3) -------------------
+
+namespace {
+// An inner wait_until that records what its own await saw.
+task<int> inner_timeout(std::string& saw, std::chrono::steady_clock::time_point deadline) {
+    try {
+        co_return co_await wait_until(value_after(1, 10s), deadline);
+    } catch (const timeout_error&) {
+        saw = "timeout_error";
+        throw;
+    } catch (const cancelled_error&) {
+        saw = "cancelled_error";
+        throw;
+    }
+}
+
+// Keeps the loop's thread busy past both deadlines, so that both timers are
+// due in the same pass of the loop.
+task<> block_loop(std::chrono::milliseconds d) {
+    co_await sleep(0s);
+    std::this_thread::sleep_for(d);
+}
+} // namespace
+
+TEST_CASE("wait_for: nested timeouts on one deadline: the outer raises timeout_error, the inner sees cancelled_error",
+          "[wait_for][cancel]") {
+    std::string saw;
+    run([](std::string& saw) -> task<> {
+        const auto deadline = std::chrono::steady_clock::now() + 20ms;
+        REQUIRE_THROWS_AS(co_await wait_until(inner_timeout(saw, deadline), deadline), timeout_error);
+    }(saw));
+    CHECK(saw == "cancelled_error");
+}
+
+TEST_CASE("wait_for: when the inner timer of two due together fires first, the outer still reports the timeout",
+          "[wait_for][cancel]") {
+    // The inner deadline is 1 ms earlier; the loop is kept busy past both, so
+    // the inner timer fires first and the outer one in the same pass, before
+    // the inner task has run. The outer cancellation must not be lost.
+    std::string saw;
+    run([](std::string& saw) -> task<> {
+        const auto now = std::chrono::steady_clock::now();
+        auto blocker = create_task(block_loop(100ms));
+        REQUIRE_THROWS_AS(co_await wait_until(inner_timeout(saw, now + 20ms), now + 21ms), timeout_error);
+        co_await blocker;
+    }(saw));
+    CHECK(saw == "cancelled_error");
+}
+
+TEST_CASE("wait_until: a result before the deadline is returned; a passed deadline does not start the operation",
+          "[wait_for]") {
+    run([]() -> task<> {
+        int v = co_await wait_until(value_after(6, 1ms), std::chrono::steady_clock::now() + 5s);
+        CHECK(v == 6);
+        bool started = false;
+        REQUIRE_THROWS_AS(co_await wait_until(
+                              [](bool& s) -> task<> {
+                                  s = true;
+                                  co_return;
+                              }(started),
+                              std::chrono::steady_clock::now() - 1ms),
+                          timeout_error);
+        CHECK_FALSE(started);
+        probe p;
+        REQUIRE_THROWS_AS(co_await wait_until(slow(p), std::chrono::steady_clock::now() + 5ms), timeout_error);
+        CHECK(p.cleaned == 1);
     }());
 }

@@ -34,46 +34,45 @@ struct task_handle_access {
 };
 } // namespace detail
 
-/// A scheduled task. Copyable (reference-counted); the task runs to completion
-/// whether or not handles remain.
+/// A reference to a scheduled task whatever its result type: what
+/// current_task() returns, and the base of task_handle<T>. Copyable
+/// (reference-counted); the task runs to completion whether or not references remain.
 ///
 /// Thread safety: use it on its loop's thread only.
 /// Cancellation: cancel() makes the task's current (or next) suspension point
-/// throw cancelled_error. A task awaiting this handle that gets cancelled
-/// cancels this task too and waits for it to unwind.
-template <class T = void>
-class task_handle {
+/// throw cancelled_error; a task that returns before reaching one ends cancelled
+/// anyway, so cancel()'s answer is never contradicted.
+class task_ref {
 public:
-    task_handle() noexcept = default;
-    task_handle(const task_handle& o) noexcept : task_handle(o.st_) {}
-    task_handle(task_handle&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
-    task_handle& operator=(task_handle o) noexcept {
+    task_ref() noexcept = default;
+    task_ref(const task_ref& o) noexcept : task_ref(o.st_) {}
+    task_ref(task_ref&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+    task_ref& operator=(task_ref o) noexcept {
         std::swap(st_, o.st_);
         return *this;
     }
-    ~task_handle() {
+    ~task_ref() {
         if (st_) st_->release();
     }
 
-    /// Awaits the task: its result, or its exception rethrown.
-    detail::join_awaiter<T> operator co_await() const { return detail::join_awaiter<T>(state(), {}); }
-
-    /// Requests cancellation. Returns false if the task already finished.
-    bool cancel() noexcept {
+    /// Requests cancellation (asyncio's Task.cancel): returns false if the task
+    /// already finished, true otherwise, and then the task does end by
+    /// cancelled_error unless it catches it. A `message` reaches that
+    /// cancelled_error's what().
+    bool cancel(std::string message = {}) noexcept {
         if (!st_ || st_->done) return false;
-        st_->request_cancel();
+        st_->request_cancel(std::move(message));
         return true;
     }
+    /// Cancellation requests not yet taken back by uncancel() (asyncio's Task.cancelling).
+    unsigned cancelling() const noexcept { return st_ ? st_->cancel_requests : 0; }
+    /// Takes one cancellation request back; at zero, a request not yet
+    /// delivered is withdrawn. Returns the requests that remain (asyncio's Task.uncancel).
+    unsigned uncancel() noexcept { return st_ ? st_->uncancel() : 0; }
     bool done() const noexcept { return st_ && st_->done; }
     /// True if the task finished by cancelled_error.
     bool cancelled() const noexcept { return st_ && st_->cancelled(); }
-    const std::string& name() const { return state()->name; }
-    /// The result of a finished task (rethrows its exception); std::logic_error if it has not finished.
-    T result() const {
-        if (!done())
-            throw std::logic_error("offload: task_handle::result() on a task that has not finished; co_await it");
-        return st_->result();
-    }
+    const std::string& name() const { return base_state()->name; }
     /// The exception the task ended with (null if none or not finished); marks it retrieved.
     std::exception_ptr exception() const noexcept {
         if (!done()) return nullptr;
@@ -81,18 +80,56 @@ public:
         return st_->exception();
     }
     explicit operator bool() const noexcept { return st_ != nullptr; }
+    /// Two references to the same task compare equal.
+    friend bool operator==(const task_ref& a, const task_ref& b) noexcept { return a.st_ == b.st_; }
 
-private:
-    friend struct detail::task_handle_access;
-    explicit task_handle(detail::task_state<T>* st) noexcept : st_(st) {
+protected:
+    explicit task_ref(detail::task_state_base* st) noexcept : st_(st) {
         if (st_) st_->retain();
     }
-    detail::task_state<T>* state() const {
-        if (!st_) throw std::logic_error("offload: empty task_handle; assign it the result of create_task");
+    detail::task_state_base* base_state() const {
+        if (!st_) throw std::logic_error("offload: empty task handle; assign it the result of create_task");
         return st_;
     }
 
-    detail::task_state<T>* st_ = nullptr;
+private:
+    friend task_ref current_task() noexcept;
+    detail::task_state_base* st_ = nullptr;
+};
+
+/// The task whose step is running on this thread (asyncio.current_task), or an
+/// empty task_ref outside any task. Example:
+/// `log("{} stopping", current_task().name()); current_task().cancel("shutdown");`
+inline task_ref current_task() noexcept {
+    // Every running task context is the state create_task made (task_context.hpp).
+    return task_ref(static_cast<detail::task_state_base*>(static_cast<detail::task_record*>(detail::tls.ctx)));
+}
+
+/// A scheduled task with a result of type T: a task_ref that can also be
+/// awaited and asked for its result. Copyable (reference-counted).
+///
+/// Thread safety: use it on its loop's thread only.
+/// Cancellation: as task_ref. A task awaiting this handle that gets cancelled
+/// cancels this task too and waits for it to unwind.
+template <class T = void>
+class task_handle : public task_ref {
+public:
+    task_handle() noexcept = default;
+
+    /// Awaits the task: its result, or its exception rethrown.
+    detail::join_awaiter<T> operator co_await() const { return detail::join_awaiter<T>(state(), {}); }
+
+    /// The result of a finished task (rethrows its exception); std::logic_error if it has not finished.
+    T result() const {
+        if (!done())
+            throw std::logic_error("offload: task_handle::result() on a task that has not finished; co_await it");
+        return state()->result();
+    }
+
+private:
+    friend struct detail::task_handle_access;
+    explicit task_handle(detail::task_state<T>* st) noexcept : task_ref(st) {}
+    detail::task_state<T>* state() const { return static_cast<detail::task_state<T>*>(base_state()); }
 };
 
 /// Schedules `t` to run on the current loop and returns its handle.

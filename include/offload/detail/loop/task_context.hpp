@@ -10,6 +10,15 @@
 // waiter (it is running, or its wake-up is already queued), the request is
 // remembered in `cancel_pending` and thrown at the next suspension point: an
 // outcome that already arrived (a permit, a queue item) is never thrown away.
+//
+// Requests are counted (asyncio's cancelling()/uncancel()): one delivered
+// cancelled_error answers every request made so far, and a scope that
+// cancelled its own task to stop a block (a timeout, a failing task_group)
+// takes its request back with uncancel(); when the count drops to zero, a
+// request still pending is withdrawn. A scope that finds the count above
+// what it was at entry knows somebody else also wants the task to stop.
+// A request is never silently dropped: a task that returns while one is
+// pending ends cancelled.
 #pragma once
 
 #include <offload/detail/base/intrusive_list.hpp>
@@ -32,18 +41,32 @@ protected:
 };
 
 /// State of one scheduled task (the root of a chain of awaited task<T>s).
+/// Every task_context is the base of a task_record (the loop only runs tasks it made).
 struct task_context {
     loop_core* loop = nullptr;
     cancellable* waiter = nullptr; // set while suspended on a cancellable awaitable
     bool cancel_pending = false;   // a cancel that arrived while no waiter was registered
+    unsigned cancel_requests = 0;  // requests not taken back by uncancel() (asyncio's cancelling())
+    std::string cancel_message;    // the message of the latest request that had one
     std::string name;
     std::source_location suspended_at{}; // where the task last suspended (debug reports)
 
-    void request_cancel() noexcept {
+    /// Asks the task to stop: its current (or next) suspension point throws
+    /// cancelled_error, carrying `message` if one was given.
+    void request_cancel(std::string message = {}) noexcept {
+        ++cancel_requests;
+        if (!message.empty()) cancel_message = std::move(message);
         if (waiter)
             waiter->cancel();
         else
             cancel_pending = true;
+    }
+    /// Takes one request back; at zero, a request not yet delivered is withdrawn.
+    /// Returns the requests that remain.
+    unsigned uncancel() noexcept {
+        if (cancel_requests > 0) --cancel_requests;
+        if (cancel_requests == 0) cancel_pending = false;
+        return cancel_requests;
     }
 };
 

@@ -13,6 +13,16 @@
 
 namespace offload::detail {
 
+/// Throws the cancelled_error that answers the requests made of `ctx` (with
+/// the message of cancel(message), if one was given). One delivered
+/// cancellation answers every request made so far, as in asyncio.
+[[noreturn]] inline void throw_cancelled(task_context* ctx) {
+    if (!ctx) throw cancelled_error();
+    ctx->cancel_pending = false;
+    if (!ctx->cancel_message.empty()) throw cancelled_error(ctx->cancel_message);
+    throw cancelled_error();
+}
+
 /// Usage in await_suspend: `if (!arm(h)) return false;` then link into whatever it waits on.
 struct waiter : cancellable {
     loop_core* loop = nullptr;
@@ -75,7 +85,7 @@ struct waiter : cancellable {
     }
 
     void throw_if_cancelled() const {
-        if (cancelled) throw cancelled_error();
+        if (cancelled) throw_cancelled(ctx);
     }
 
 protected:

@@ -184,14 +184,17 @@ struct root_runner {
 template <class T>
 root_runner run_root(task_state<T>* st, task<T> t) {
     // Cancelled before its first step: the body never runs (as in asyncio).
-    if (st->cancel_pending) {
-        st->cancel_pending = false;
-        throw cancelled_error();
-    }
+    if (st->cancel_pending) throw_cancelled(st);
     if constexpr (std::is_void_v<T>)
         co_await std::move(t);
     else
         st->value.emplace(co_await std::move(t));
+    // A request that arrived after the last await (cancel() on itself, or from
+    // a callback while it ran) is not lost: the task ends cancelled, as in asyncio.
+    if (st->cancel_pending) {
+        if constexpr (!std::is_void_v<T>) st->value.reset();
+        throw_cancelled(st);
+    }
 }
 
 /// Schedules `t` on `loop`; the returned state holds one reference (the loop's).
