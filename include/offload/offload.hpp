@@ -17,11 +17,13 @@
 #include <offload/semaphore.hpp>
 #include <offload/serialize.hpp>
 #include <offload/shared_buffer.hpp>
+#include <offload/shield.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
 #include <offload/task.hpp>
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>
 #include <offload/thread_pool.hpp>
+#include <offload/timeout.hpp>
 #include <offload/to_thread.hpp>
 #include <offload/wait_for.hpp>
