@@ -183,9 +183,7 @@ struct completion_awaiter final : list_waiter<completion_awaiter<T>> {
 template <class T>
 class next_completion {
 public:
-    [[nodiscard]] detail::completion_awaiter<T> operator co_await() const {
-        return detail::completion_awaiter<T>(s_);
-    }
+    [[nodiscard]] detail::completion_awaiter<T> operator co_await() const { return detail::completion_awaiter<T>(s_); }
 
 private:
     template <class>

@@ -17,6 +17,7 @@
 #include <exception>
 #include <source_location>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
