@@ -1,6 +1,7 @@
 // offload/offload.hpp — the umbrella header: everything offload provides.
 #pragma once
 
+#include <offload/as_completed.hpp>
 #include <offload/available_cpus.hpp>
 #include <offload/default_executor.hpp>
 #include <offload/errors.hpp>
@@ -11,6 +12,7 @@
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
 #include <offload/mutex.hpp>
+#include <offload/outcome.hpp>
 #include <offload/process_pool.hpp>
 #include <offload/queue.hpp>
 #include <offload/run.hpp>
@@ -26,4 +28,5 @@
 #include <offload/thread_pool.hpp>
 #include <offload/timeout.hpp>
 #include <offload/to_thread.hpp>
+#include <offload/wait.hpp>
 #include <offload/wait_for.hpp>
