@@ -3,6 +3,7 @@
 #include <offload/event_loop.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
+#include <offload/task_handle.hpp>
 
 #include "task_helpers.hpp"
 
@@ -293,4 +294,19 @@ TEST_CASE("gather(return_exceptions): cancelling a vector gather cancels its chi
         REQUIRE_THROWS_AS(co_await h, cancelled_error);
         CHECK(p.cleaned == 2);
     }(p));
+}
+
+TEST_CASE("gather: a cancel(message) of the gathering task reaches its awaiter with the message", "[gather][cancel]") {
+    run([]() -> task<> {
+        auto h = create_task([]() -> task<> { co_await gather(value_after(1, 10s), value_after(2, 10s)); });
+        co_await sleep(1ms);
+        h.cancel("client went away");
+        std::string what;
+        try {
+            co_await h;
+        } catch (const cancelled_error& e) {
+            what = e.what();
+        }
+        CHECK(what == "client went away");
+    }());
 }

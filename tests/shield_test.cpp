@@ -48,8 +48,7 @@ TEST_CASE("shield: cancelling the awaiter throws at once and the operation runs 
     bool saved = false;
     run([](bool& saved) -> task<> {
         auto op = create_task(save(saved, 30ms));
-        auto waiter = create_task(
-            [](task_handle<int> op) -> task<int> { co_return co_await shield(op); }, op);
+        auto waiter = create_task([](task_handle<int> op) -> task<int> { co_return co_await shield(op); }, op);
         co_await sleep(1ms);
         waiter.cancel();
         REQUIRE_THROWS_AS(co_await waiter, cancelled_error);

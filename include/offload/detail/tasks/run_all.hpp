@@ -49,7 +49,7 @@ inline task<> gather_children(std::vector<task_state_base*> children, std::sourc
     for (task_state_base* c : children)
         if (!c->done) c->request_cancel();
     co_await children_awaiter(children, children_awaiter::mode::all_done, true, loc);
-    if (cancelled_here) throw cancelled_error();
+    if (cancelled_here) throw_cancelled(tls.ctx); // with the message of cancel(message)
     failed->rethrow_if_failed();
 }
 
