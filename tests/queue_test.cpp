@@ -100,6 +100,84 @@ TEST_CASE("queue: waiting getters are served in order, by hand-off", "[queue]") 
     }());
 }
 
+TEST_CASE("queue: a getter woken by put gets that item even if another get runs first", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got;
+        auto g = create_task(get_into(q, got));
+        co_await settle();
+        CHECK(q.try_put(1)); // handed to g, which has not run yet
+        CHECK_FALSE(q.try_get().has_value()); // a newcomer does not take it
+        CHECK(q.try_put(2));
+        int mine = co_await q.get();
+        CHECK(mine == 2);
+        co_await g;
+        CHECK(got == std::vector<int>{1});
+    }());
+}
+
+TEST_CASE("queue: a getter that puts and gets again does not take the item of a getter woken before", "[queue]") {
+    // The queue's form of asyncio's test_acquire_fifo_order_2: g1 and g2 are
+    // both handed an item; g1 runs first, puts, and gets again: it gets its own
+    // item back, never the one handed to g2.
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got1, got2;
+        auto g1 = create_task(
+            [](queue<int>& qu, std::vector<int>& out) -> task<> {
+                out.push_back(co_await qu.get());
+                CHECK(qu.try_put(3));
+                out.push_back(co_await qu.get());
+            },
+            std::ref(q), std::ref(got1));
+        auto g2 = create_task(get_into(q, got2));
+        co_await settle();
+        CHECK(q.try_put(1));
+        CHECK(q.try_put(2));
+        co_await g1;
+        co_await g2;
+        CHECK(got1 == std::vector<int>{1, 3});
+        CHECK(got2 == std::vector<int>{2});
+    }());
+}
+
+TEST_CASE("queue: a putter woken when room frees keeps its place against a later put", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done = 0;
+        auto p = create_task(put_and_count(q, 2, done));
+        co_await settle();
+        CHECK(q.try_get() == 1); // room: p's item moves in although p has not run
+        CHECK_FALSE(q.try_put(3)); // so a newcomer finds the queue full
+        co_await p;
+        CHECK(done == 1);
+        CHECK(q.try_get() == 2);
+        CHECK(q.try_put(3));
+    }());
+}
+
+TEST_CASE("queue: a cancelled waiting putter passes the free slot to the next putter", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done1 = 0, done2 = 0;
+        auto p1 = create_task(put_and_count(q, 2, done1));
+        co_await settle();
+        auto p2 = create_task(put_and_count(q, 3, done2));
+        co_await settle();
+        p1.cancel();
+        co_await settle();
+        CHECK(q.try_get() == 1); // the slot goes to p2, not to the cancelled p1
+        co_await p2;
+        CHECK(p1.cancelled());
+        CHECK(done1 == 0);
+        CHECK(done2 == 1);
+        CHECK(q.try_get() == 3);
+        CHECK(q.empty());
+    }());
+}
+
 TEST_CASE("queue: task_done and join track processed items", "[queue]") {
     run([]() -> task<> {
         queue<int> q;
