@@ -108,6 +108,7 @@ public:
 
 private:
     friend class mutex_guard;
+    friend class condition; // a condition's waiters queue on the permit directly
 
     // One permit: free means unlocked. A waiter handed the permit holds the lock.
     detail::permits permit_{1};

@@ -90,6 +90,14 @@ public:
         else
             waiters_.push_back(w);
     }
+    /// Takes a free permit whoever waits (false if none is free): for a
+    /// condition's waiter destroyed with its loop while it did not hold the
+    /// mutex, whose caller's guard will unlock it once more.
+    bool take_back() noexcept {
+        if (free_ == 0) return false;
+        --free_;
+        return true;
+    }
     /// True if try_take() would succeed: a permit is free and nobody is in line.
     bool available() const noexcept { return free_ > 0 && waiters_.empty() && granted_.empty(); }
     std::size_t free() const noexcept { return free_; }
