@@ -2,6 +2,8 @@
 #pragma once
 
 #include <offload/available_cpus.hpp>
+#include <offload/barrier.hpp>
+#include <offload/condition.hpp>
 #include <offload/default_executor.hpp>
 #include <offload/errors.hpp>
 #include <offload/event.hpp>
