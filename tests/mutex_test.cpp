@@ -1,5 +1,6 @@
 #include <offload/mutex.hpp>
 
+#include <offload/event_loop.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task_handle.hpp>
@@ -136,6 +137,74 @@ TEST_CASE("mutex: a cancel after the hand-off keeps the lock until the guard unw
         co_await settle();
         CHECK(got);
         CHECK(t.cancelled());
+        CHECK_FALSE(m.locked());
+    }());
+}
+
+TEST_CASE("mutex: a task that unlocks and locks again queues behind the waiters", "[mutex]") {
+    run([]() -> task<> {
+        mutex m;
+        std::vector<int> order;
+        co_await m.lock();
+        auto b = create_task(lock_and_record(m, order, 2));
+        auto c = create_task(lock_and_record(m, order, 3));
+        co_await settle();
+        m.unlock(); // to b, which has not run yet
+        co_await m.lock();
+        order.push_back(4);
+        m.unlock();
+        co_await b;
+        co_await c;
+        CHECK(order == std::vector<int>{2, 3, 4});
+        CHECK_FALSE(m.locked());
+    }());
+}
+
+TEST_CASE("mutex: cancelling a waiter just before unlock gives the lock to exactly one other", "[mutex]") {
+    // asyncio's test_cancel_release_race: cancel the first waiter, then unlock.
+    run([]() -> task<> {
+        mutex m;
+        int locked_count = 0;
+        auto lockit = [](mutex& mx, int& n) -> task<> {
+            co_await mx.lock();
+            ++n;
+        };
+        co_await m.lock();
+        auto t1 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        auto t2 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        auto t3 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        co_await settle();
+        event_loop::current().call_soon([&] {
+            t1.cancel();
+            m.unlock();
+        });
+        REQUIRE_THROWS_AS(co_await t1, cancelled_error);
+        co_await settle();
+        CHECK(locked_count == 1);
+        CHECK(t2.done());
+        CHECK_FALSE(t3.done());
+        t3.cancel();
+        co_await settle();
+        CHECK(t3.cancelled());
+        CHECK(m.locked()); // t2 holds it (it never unlocked)
+    }());
+}
+
+TEST_CASE("mutex: a waiter cancelled before its turn does not keep the next one waiting", "[mutex]") {
+    // asyncio's test_finished_waiter_cancelled.
+    run([]() -> task<> {
+        mutex m;
+        std::vector<int> order;
+        co_await m.lock();
+        auto tb = create_task(lock_and_record(m, order, 1));
+        co_await settle();
+        auto tc = create_task(lock_and_record(m, order, 2));
+        tb.cancel();
+        m.unlock();
+        co_await settle();
+        CHECK(tb.cancelled());
+        co_await tc;
+        CHECK(order == std::vector<int>{2});
         CHECK_FALSE(m.locked());
     }());
 }

@@ -7,11 +7,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -97,6 +100,84 @@ TEST_CASE("queue: waiting getters are served in order, by hand-off", "[queue]") 
         CHECK(q.empty()); // handed to the getters directly
         for (auto& g : getters) co_await g;
         CHECK(got == std::vector<int>{10, 11, 12});
+    }());
+}
+
+TEST_CASE("queue: a getter woken by put gets that item even if another get runs first", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got;
+        auto g = create_task(get_into(q, got));
+        co_await settle();
+        CHECK(q.try_put(1)); // handed to g, which has not run yet
+        CHECK_FALSE(q.try_get().has_value()); // a newcomer does not take it
+        CHECK(q.try_put(2));
+        int mine = co_await q.get();
+        CHECK(mine == 2);
+        co_await g;
+        CHECK(got == std::vector<int>{1});
+    }());
+}
+
+TEST_CASE("queue: a getter that puts and gets again does not take the item of a getter woken before", "[queue]") {
+    // The queue's form of asyncio's test_acquire_fifo_order_2: g1 and g2 are
+    // both handed an item; g1 runs first, puts, and gets again: it gets its own
+    // item back, never the one handed to g2.
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got1, got2;
+        auto g1 = create_task(
+            [](queue<int>& qu, std::vector<int>& out) -> task<> {
+                out.push_back(co_await qu.get());
+                CHECK(qu.try_put(3));
+                out.push_back(co_await qu.get());
+            },
+            std::ref(q), std::ref(got1));
+        auto g2 = create_task(get_into(q, got2));
+        co_await settle();
+        CHECK(q.try_put(1));
+        CHECK(q.try_put(2));
+        co_await g1;
+        co_await g2;
+        CHECK(got1 == std::vector<int>{1, 3});
+        CHECK(got2 == std::vector<int>{2});
+    }());
+}
+
+TEST_CASE("queue: a putter woken when room frees keeps its place against a later put", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done = 0;
+        auto p = create_task(put_and_count(q, 2, done));
+        co_await settle();
+        CHECK(q.try_get() == 1); // room: p's item moves in although p has not run
+        CHECK_FALSE(q.try_put(3)); // so a newcomer finds the queue full
+        co_await p;
+        CHECK(done == 1);
+        CHECK(q.try_get() == 2);
+        CHECK(q.try_put(3));
+    }());
+}
+
+TEST_CASE("queue: a cancelled waiting putter passes the free slot to the next putter", "[queue]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done1 = 0, done2 = 0;
+        auto p1 = create_task(put_and_count(q, 2, done1));
+        co_await settle();
+        auto p2 = create_task(put_and_count(q, 3, done2));
+        co_await settle();
+        p1.cancel();
+        co_await settle();
+        CHECK(q.try_get() == 1); // the slot goes to p2, not to the cancelled p1
+        co_await p2;
+        CHECK(p1.cancelled());
+        CHECK(done1 == 0);
+        CHECK(done2 == 1);
+        CHECK(q.try_get() == 3);
+        CHECK(q.empty());
     }());
 }
 
@@ -281,4 +362,303 @@ TEST_CASE("queue: waiting frames destroyed with their loop leave the queue", "[q
     REQUIRE(first.has_value());
     CHECK(**first == 1);
     CHECK_FALSE(q.try_get().has_value()); // the abandoned put did not insert
+}
+
+// ---- shutdown (asyncio 3.13's test_queues.py shutdown cases) ----
+
+TEST_CASE("queue: after shutdown of an empty queue, put and get throw queue_shut_down", "[queue][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q;
+        CHECK_FALSE(q.is_shut_down());
+        q.shutdown();
+        CHECK(q.is_shut_down());
+        REQUIRE_THROWS_AS(co_await q.put(1), queue_shut_down);
+        REQUIRE_THROWS_AS(co_await q.get(), queue_shut_down);
+        REQUIRE_THROWS_AS(q.try_put(1), queue_shut_down);
+        REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: after shutdown, get drains the items left and then throws", "[queue][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q;
+        co_await q.put(1);
+        CHECK(q.try_put(2));
+        q.shutdown();
+        REQUIRE_THROWS_AS(co_await q.put(3), queue_shut_down);
+        REQUIRE_THROWS_AS(q.try_put(4), queue_shut_down);
+        int a = co_await q.get();
+        CHECK(a == 1);
+        q.task_done();
+        CHECK(q.try_get() == 2);
+        q.task_done();
+        co_await q.join();
+        REQUIRE_THROWS_AS(co_await q.get(), queue_shut_down);
+        REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+    }());
+}
+
+TEST_CASE("queue: shutdown(true) drops the items, counts them done, and get throws at once", "[queue][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q;
+        co_await q.put(1);
+        CHECK(q.try_put(2));
+        q.shutdown(true);
+        CHECK(q.empty());
+        REQUIRE_THROWS_AS(co_await q.put(3), queue_shut_down);
+        REQUIRE_THROWS_AS(co_await q.get(), queue_shut_down);
+        REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+        REQUIRE_THROWS_AS(q.task_done(), std::logic_error); // the dropped items were counted done
+        co_await q.join();                                  // nothing unfinished: at once
+    }());
+}
+
+TEST_CASE("queue: shutdown wakes a waiting put with queue_shut_down and does not put its item", "[queue][shutdown]") {
+    for (bool immediate : {false, true}) {
+        run([](bool imm) -> task<> {
+            queue<int> q(2);
+            co_await q.put(1);
+            co_await q.put(2);
+            int done = 0;
+            auto p = create_task(put_and_count(q, 3, done));
+            co_await settle();
+            CHECK_FALSE(p.done());
+            q.shutdown(imm);
+            REQUIRE_THROWS_AS(co_await p, queue_shut_down);
+            CHECK(done == 0);
+            CHECK(q.size() == (imm ? 0u : 2u));
+        }(immediate));
+    }
+}
+
+TEST_CASE("queue: shutdown wakes waiting gets with queue_shut_down", "[queue][shutdown]") {
+    for (bool immediate : {false, true}) {
+        run([](bool imm) -> task<> {
+            queue<int> q(1);
+            co_await q.put(1);
+            std::vector<int> got_first, got_second;
+            auto first = create_task(get_into(q, got_first)); // takes the item
+            co_await settle();
+            auto second = create_task(get_into(q, got_second)); // waits: empty
+            co_await settle();
+            CHECK_FALSE(second.done());
+            q.shutdown(imm);
+            REQUIRE_THROWS_AS(co_await second, queue_shut_down);
+            co_await first;
+            CHECK(got_first == std::vector<int>{1});
+            CHECK(got_second.empty());
+        }(immediate));
+    }
+}
+
+TEST_CASE("queue: consumers drain a shut down queue and join returns when they are done", "[queue][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q(2);
+        co_await q.put(1);
+        co_await q.put(2);
+        std::vector<int> got;
+        auto consumer = [](queue<int>& qu, std::vector<int>& out) -> task<> {
+            try {
+                for (;;) {
+                    int v = co_await qu.get();
+                    co_await sleep(1ms);
+                    out.push_back(v);
+                    qu.task_done();
+                }
+            } catch (const queue_shut_down&) {
+            }
+        };
+        auto c1 = create_task(consumer, std::ref(q), std::ref(got));
+        auto c2 = create_task(consumer, std::ref(q), std::ref(got));
+        int joined = 0;
+        auto join_and_count = [](queue<int>& qu, int& n) -> task<> {
+            co_await qu.join();
+            ++n;
+        };
+        auto j1 = create_task(join_and_count, std::ref(q), std::ref(joined));
+        auto j2 = create_task(join_and_count, std::ref(q), std::ref(joined));
+        q.shutdown();
+        co_await c1;
+        co_await c2;
+        co_await j1;
+        co_await j2;
+        std::sort(got.begin(), got.end());
+        CHECK(got == std::vector<int>{1, 2});
+        CHECK(joined == 2);
+    }());
+}
+
+TEST_CASE("queue: shutdown(true) releases join, except for items taken and not yet done", "[queue][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q(2);
+        co_await q.put(1);
+        co_await q.put(2);
+        auto taken = q.try_get(); // one item in work: its task_done is still due
+        CHECK(taken == 1);
+        co_await q.put(3); // full again
+        int joined = 0;
+        auto j = create_task(
+            [](queue<int>& qu, int& n) -> task<> {
+                co_await qu.join();
+                ++n;
+            },
+            std::ref(q), std::ref(joined));
+        int done = 0;
+        auto p = create_task(put_and_count(q, 4, done)); // waits: queue full
+        co_await settle();
+        q.shutdown(true);
+        REQUIRE_THROWS_AS(co_await p, queue_shut_down);
+        co_await settle();
+        CHECK(joined == 0); // item 1 is not done yet
+        q.task_done();
+        co_await j;
+        CHECK(joined == 1);
+        CHECK(done == 0);
+    }());
+}
+
+TEST_CASE("queue: shutdown(true) after shutdown() drops what was left", "[queue][shutdown]") {
+    queue<int> q;
+    CHECK(q.try_put(1));
+    CHECK(q.try_put(2));
+    q.shutdown();
+    CHECK(q.try_get() == 1);
+    q.shutdown(true);
+    REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+    q.task_done(); // for item 1; item 2 was counted done when dropped
+    REQUIRE_THROWS_AS(q.task_done(), std::logic_error);
+    q.shutdown(); // harmless
+    CHECK(q.is_shut_down());
+}
+
+TEST_CASE("queue: queue_shut_down says what to do", "[queue][shutdown]") {
+    queue_shut_down e;
+    CHECK(std::string(e.what()).find("shut down") != std::string::npos);
+    const std::runtime_error& base = e;
+    CHECK(std::string(base.what()) == e.what());
+}
+
+// ---- lifo_queue and priority_queue share the skeleton; their order differs ----
+
+TEST_CASE("lifo_queue: get returns the item put last", "[queue][lifo]") {
+    run([]() -> task<> {
+        lifo_queue<int> q;
+        for (int i = 1; i <= 3; ++i) co_await q.put(i);
+        std::vector<int> got;
+        for (int i = 0; i < 3; ++i) {
+            int v = co_await q.get();
+            got.push_back(v);
+        }
+        CHECK(got == std::vector<int>{3, 2, 1});
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("lifo_queue: a full stack suspends put; the waiting item goes on top when room frees", "[queue][lifo]") {
+    run([]() -> task<> {
+        lifo_queue<int> q(2);
+        co_await q.put(1);
+        co_await q.put(2);
+        CHECK(q.full());
+        int done = 0;
+        auto p = create_task(
+            [](lifo_queue<int>& qu, int& d) -> task<> {
+                co_await qu.put(3);
+                ++d;
+            },
+            std::ref(q), std::ref(done));
+        co_await settle();
+        CHECK(done == 0);
+        CHECK(q.try_get() == 2);
+        co_await p;
+        CHECK(done == 1);
+        CHECK(q.try_get() == 3);
+        CHECK(q.try_get() == 1);
+        q.shutdown();
+        REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+    }());
+}
+
+TEST_CASE("priority_queue: get returns the smallest item first, as asyncio", "[queue][priority]") {
+    run([]() -> task<> {
+        priority_queue<int> q;
+        for (int v : {5, 1, 4, 2, 3, 1}) co_await q.put(v);
+        std::vector<int> got;
+        while (auto v = q.try_get()) got.push_back(*v);
+        CHECK(got == std::vector<int>{1, 1, 2, 3, 4, 5});
+    }());
+    priority_queue<int, std::greater<int>> largest_first;
+    for (int v : {2, 9, 4}) CHECK(largest_first.try_put(v));
+    CHECK(largest_first.try_get() == 9);
+    CHECK(largest_first.try_get() == 4);
+    CHECK(largest_first.try_get() == 2);
+}
+
+TEST_CASE("priority_queue: (priority, data) pairs and a stateful comparator", "[queue][priority]") {
+    priority_queue<std::pair<int, std::string>> jobs;
+    CHECK(jobs.try_put({2, "later"}));
+    CHECK(jobs.try_put({0, "urgent"}));
+    CHECK(jobs.try_put({1, "soon"}));
+    CHECK(jobs.try_get()->second == "urgent");
+    CHECK(jobs.try_get()->second == "soon");
+    CHECK(jobs.try_get()->second == "later");
+
+    struct by_distance {
+        int target;
+        bool operator()(int a, int b) const { return std::abs(a - target) < std::abs(b - target); }
+    };
+    priority_queue<int, by_distance> near(0, by_distance{10});
+    for (int v : {0, 12, 30, 9}) CHECK(near.try_put(v));
+    CHECK(near.try_get() == 9);
+    CHECK(near.try_get() == 12);
+    CHECK(near.try_get() == 0);
+    CHECK(near.try_get() == 30);
+}
+
+TEST_CASE("priority_queue: a bounded queue takes the smallest, then moves the waiting item in", "[queue][priority]") {
+    run([]() -> task<> {
+        priority_queue<std::unique_ptr<int>, bool (*)(const std::unique_ptr<int>&, const std::unique_ptr<int>&)> q(
+            2, [](const std::unique_ptr<int>& a, const std::unique_ptr<int>& b) { return *a < *b; });
+        co_await q.put(std::make_unique<int>(5));
+        co_await q.put(std::make_unique<int>(3));
+        int done = 0;
+        auto p = create_task(
+            [](decltype(q)& qu, int& d) -> task<> {
+                co_await qu.put(std::make_unique<int>(1));
+                ++d;
+            },
+            std::ref(q), std::ref(done));
+        co_await settle();
+        CHECK(done == 0);
+        auto a = co_await q.get();
+        CHECK(*a == 3); // the smallest of the queue; the waiting 1 was not in it yet
+        co_await p;
+        auto b = co_await q.get();
+        auto c = co_await q.get();
+        CHECK(*b == 1);
+        CHECK(*c == 5);
+    }());
+}
+
+TEST_CASE("priority_queue: an item put while a getter waits goes to it, even if a smaller one follows",
+          "[queue][priority]") {
+    run([]() -> task<> {
+        priority_queue<int> q;
+        std::vector<int> got;
+        auto g = create_task(
+            [](priority_queue<int>& qu, std::vector<int>& out) -> task<> {
+                int v = co_await qu.get();
+                out.push_back(v);
+            },
+            std::ref(q), std::ref(got));
+        co_await settle();
+        CHECK(q.try_put(7)); // handed to g at once
+        CHECK(q.try_put(1));
+        co_await g;
+        CHECK(got == std::vector<int>{7});
+        CHECK(q.try_get() == 1);
+        q.shutdown(true);
+        REQUIRE_THROWS_AS(co_await q.get(), queue_shut_down);
+    }());
 }

@@ -90,6 +90,116 @@ TEST_CASE("semaphore: a newcomer cannot barge ahead of a woken waiter", "[semaph
     }());
 }
 
+TEST_CASE("semaphore: a task that releases and acquires again queues behind the waiter it woke", "[semaphore]") {
+    // asyncio's test_acquire_fifo_order_2: t2 and t3 are both handed a permit;
+    // t2 runs first, releases, and acquires again: t3 (woken, not yet run) goes first.
+    run([]() -> task<> {
+        semaphore sem(1);
+        std::vector<int> order;
+        auto t1 = create_task(acquire_and_record(sem, order, 1));
+        auto t2 = create_task(
+            [](semaphore& s, std::vector<int>& o) -> task<> {
+                co_await s.acquire();
+                o.push_back(2);
+                s.release();
+                co_await s.acquire();
+                o.push_back(4);
+            },
+            std::ref(sem), std::ref(order));
+        auto t3 = create_task(acquire_and_record(sem, order, 3));
+        co_await sleep(0ms); // t1 takes the permit, t2 and t3 queue
+        sem.release();
+        sem.release();
+        co_await t1;
+        co_await t2;
+        co_await t3;
+        CHECK(order == std::vector<int>{1, 2, 3, 4});
+        CHECK(sem.value() == 0);
+    }());
+}
+
+TEST_CASE("semaphore: a newcomer waits while a woken waiter has not run, then both are served", "[semaphore]") {
+    run([]() -> task<> {
+        semaphore sem(0);
+        std::vector<int> order;
+        auto woken = create_task(acquire_and_record(sem, order, 1));
+        co_await settle();
+        sem.release(); // handed to `woken`, which has not run yet
+        sem.release(); // nobody waits: a free permit...
+        CHECK(sem.value() == 1);
+        CHECK(sem.locked()); // ...that a newcomer may not take before `woken` runs
+        if (sem.try_acquire()) {
+            FAIL_CHECK("try_acquire barged ahead of a woken waiter");
+            sem.release(); // so that the test ends instead of hanging
+        }
+        auto late = create_task(acquire_and_record(sem, order, 2));
+        co_await woken;
+        co_await late; // served from the free permit once `woken` ran
+        CHECK(order == std::vector<int>{1, 2});
+        CHECK(sem.value() == 0);
+    }());
+}
+
+TEST_CASE("semaphore: a cancelled waiter is skipped, later waiters keep their order", "[semaphore]") {
+    // asyncio's test_acquire_fifo_order_3 and test_acquire_hang.
+    run([]() -> task<> {
+        semaphore sem(0);
+        std::vector<int> order;
+        auto t1 = create_task(acquire_and_record(sem, order, 1));
+        auto t2 = create_task(acquire_and_record(sem, order, 2));
+        auto t3 = create_task(acquire_and_record(sem, order, 3));
+        co_await settle();
+        t1.cancel();
+        co_await settle();
+        sem.release();
+        sem.release();
+        REQUIRE_THROWS_AS(co_await t1, cancelled_error);
+        co_await t2;
+        co_await t3;
+        CHECK(order == std::vector<int>{2, 3});
+        CHECK(sem.value() == 0);
+    }());
+}
+
+TEST_CASE("semaphore: a waiter cancelled after it was handed a permit keeps it; none is lost", "[semaphore]") {
+    // asyncio's test_acquire_cancel_before_awaited, under offload's cancellation
+    // protocol: the permit already handed to t1 is delivered (its cancellation
+    // is thrown at its next await), t2 (still queued) leaves, t3 gets the second
+    // permit, t4 keeps waiting; when everybody gives back, the count is whole.
+    run([]() -> task<> {
+        semaphore sem(0);
+        int held = 0; // how many tasks ever entered
+        auto hold = [](semaphore& s, int& h) -> task<> {
+            auto g = co_await s.scoped_acquire();
+            ++h;
+            co_await sleep(1h); // the cancellation lands here
+        };
+        auto t1 = create_task(hold, std::ref(sem), std::ref(held));
+        auto t2 = create_task(hold, std::ref(sem), std::ref(held));
+        auto t3 = create_task(hold, std::ref(sem), std::ref(held));
+        auto t4 = create_task(hold, std::ref(sem), std::ref(held));
+        co_await settle();
+        sem.release(); // to t1
+        t1.cancel();
+        t2.cancel();
+        sem.release(); // to t3 (t2 left the line)
+        co_await settle();
+        CHECK(t1.cancelled()); // t1 held its permit, then threw at its next await
+        CHECK(t2.cancelled());
+        CHECK(held == 3); // t1, t3, and t4, which got t1's permit when t1's guard unwound
+        CHECK_FALSE(t3.done());
+        CHECK_FALSE(t4.done());
+        CHECK(sem.value() == 0);
+        t3.cancel();
+        t4.cancel();
+        co_await settle();
+        CHECK(sem.value() == 2); // both permits are back
+        CHECK(sem.try_acquire());
+        CHECK(sem.try_acquire());
+        CHECK_FALSE(sem.try_acquire());
+    }());
+}
+
 TEST_CASE("semaphore: scoped_acquire bounds concurrency", "[semaphore]") {
     run([]() -> task<> {
         semaphore sem(3);

@@ -98,6 +98,29 @@ public:
     explicit serialization_error(const std::string& what) : std::runtime_error(what) {}
 };
 
+/// Thrown by a queue after shutdown(): by put() and try_put() at once, by
+/// get() and try_get() once the queue is empty (at once after
+/// shutdown(true)). asyncio.QueueShutDown.
+class queue_shut_down : public std::runtime_error {
+public:
+    queue_shut_down()
+        : std::runtime_error("offload::queue_shut_down: the queue was shut down (queue::shutdown); no item can be put "
+                             "any more, and none is left to get; stop producing, and let consumers end their loop "
+                             "on this error") {}
+    explicit queue_shut_down(const std::string& what) : std::runtime_error(what) {}
+};
+
+/// Thrown by barrier::wait() when the barrier is broken (barrier::abort()) or
+/// reset (barrier::reset()) while the task waits, and by every wait() on a
+/// broken barrier. asyncio.BrokenBarrierError.
+class broken_barrier_error : public std::runtime_error {
+public:
+    broken_barrier_error()
+        : std::runtime_error("offload::broken_barrier_error: the barrier was aborted or reset while tasks waited at "
+                             "it; call barrier::reset() to use it again, or treat the group's work as failed") {}
+    explicit broken_barrier_error(const std::string& what) : std::runtime_error(what) {}
+};
+
 /// What the loop's exception handler receives: an error no one else could catch
 /// (an exception thrown by a callback, or by a task whose result nobody retrieved).
 struct exception_context {

@@ -64,8 +64,8 @@ public:
     struct scoped_lock_awaiter : lock_awaiter {
         mutex* m;
         scoped_lock_awaiter(mutex* mx, std::source_location loc) noexcept : lock_awaiter(&mx->permit_, loc), m(mx) {}
-        [[nodiscard]] mutex_guard await_resume() const {
-            throw_if_cancelled();
+        [[nodiscard]] mutex_guard await_resume() {
+            lock_awaiter::await_resume();
             return mutex_guard(m);
         }
     };
@@ -108,6 +108,7 @@ public:
 
 private:
     friend class mutex_guard;
+    friend class condition; // a condition's waiters queue on the permit directly
 
     // One permit: free means unlocked. A waiter handed the permit holds the lock.
     detail::permits permit_{1};

@@ -3,6 +3,8 @@
 
 #include <offload/as_completed.hpp>
 #include <offload/available_cpus.hpp>
+#include <offload/barrier.hpp>
+#include <offload/condition.hpp>
 #include <offload/default_executor.hpp>
 #include <offload/errors.hpp>
 #include <offload/event.hpp>

@@ -1,138 +1,229 @@
-// offload/queue.hpp — queue<T> (asyncio.Queue): a FIFO between tasks of one
+// offload/queue.hpp — queue<T>, lifo_queue<T> and priority_queue<T, Compare>
+// (asyncio.Queue, LifoQueue, PriorityQueue): queues between tasks of one
 // event loop, optionally bounded. A full queue suspends put() (backpressure);
-// an item put while a task waits in get() is handed to it directly; task_done()
-// and join() track when every item put has been processed. Waiting allocates
-// nothing: each awaiter is its wait-list node (a put() awaiter carries its item).
+// an item put while a task waits in get() is handed to it directly;
+// task_done() and join() track when every item put has been processed;
+// shutdown() ends the queue (asyncio 3.13). The three share one skeleton,
+// detail::queue_core, and differ only in their storage policy (which item
+// get() takes). Waiting allocates nothing: each awaiter is its wait-list node
+// (a put() awaiter carries its item).
 #pragma once
 
 #include <offload/detail/base/intrusive_list.hpp>
 #include <offload/detail/base/ring_queue.hpp>
 #include <offload/detail/tasks/list_waiter.hpp>
+#include <offload/errors.hpp>
 
+#include <algorithm>
 #include <coroutine>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <source_location>
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace offload {
 
-/// A FIFO queue for tasks of one event loop (asyncio.Queue). T may be move-only.
+namespace detail {
+
+// Storage policies: push(T&&) stores an item; pop() removes and returns the
+// item get() hands out next; size(), empty(), clear().
+
+/// First in, first out (queue<T>).
+template <class T>
+class fifo_storage {
+public:
+    void push(T&& v) { items_.emplace_back(std::move(v)); }
+    T pop() {
+        T v = std::move(items_.front());
+        items_.pop_front();
+        return v;
+    }
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void clear() noexcept {
+        while (!items_.empty()) items_.pop_front();
+    }
+
+private:
+    ring_queue<T> items_;
+};
+
+/// Last in, first out (lifo_queue<T>).
+template <class T>
+class lifo_storage {
+public:
+    void push(T&& v) { items_.push_back(std::move(v)); }
+    T pop() {
+        T v = std::move(items_.back());
+        items_.pop_back();
+        return v;
+    }
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void clear() noexcept { items_.clear(); }
+
+private:
+    std::vector<T> items_;
+};
+
+/// Smallest first under Compare (priority_queue<T, Compare>): a binary heap
+/// (std::push_heap / pop_heap) ordered by the reversed comparison, so that its
+/// top is an item no other item is less than, as Python's heapq.
+template <class T, class Compare>
+class heap_storage {
+public:
+    explicit heap_storage(Compare comp = Compare()) : comp_(std::move(comp)) {}
+    void push(T&& v) {
+        items_.push_back(std::move(v));
+        std::push_heap(items_.begin(), items_.end(), greater{&comp_});
+    }
+    T pop() {
+        std::pop_heap(items_.begin(), items_.end(), greater{&comp_});
+        T v = std::move(items_.back());
+        items_.pop_back();
+        return v;
+    }
+    std::size_t size() const noexcept { return items_.size(); }
+    bool empty() const noexcept { return items_.empty(); }
+    void clear() noexcept { items_.clear(); }
+
+private:
+    struct greater {
+        Compare* comp;
+        bool operator()(const T& a, const T& b) const { return (*comp)(b, a); }
+    };
+    std::vector<T> items_;
+    Compare comp_;
+};
+
+/// The one skeleton of queue, lifo_queue and priority_queue; `Storage` decides
+/// which item get() takes. See queue<T> for the contract.
 ///
 /// State: `items_` (at most maxsize when bounded), `getters_` (tasks waiting in
 /// get(), each with an empty slot), `putters_` (tasks waiting in put(), each
-/// carrying its item). Invariants: getters wait only while items_ is empty;
-/// putters wait only while items_ is full. Every hand-off keeps them: put()
-/// gives its item to the oldest getter; get() from a full queue moves the
-/// oldest putter's item in. So order is FIFO and nobody barges in.
-///
-/// Thread safety: loop-local; not thread-safe (from another thread, go through
-/// event_loop::call_soon_threadsafe). It may be constructed outside a loop. In
-/// debug mode, a call from another thread while tasks wait on it throws
-/// std::logic_error.
-/// Cancellation: a cancelled put() did not put its item (it is destroyed with
-/// the awaiter); a cancelled get() took no item. A put() or get() that was
-/// already served completes normally, and the cancellation is thrown at the
-/// task's next suspension point: no item is ever lost or duplicated.
-/// Example: `co_await q.put(job);` in producers, `auto job = co_await q.get(); …; q.task_done();` in workers.
-template <class T>
-class queue {
-    static_assert(std::is_move_constructible_v<T>, "offload::queue<T> needs a move-constructible T");
+/// carrying its item), `joiners_`, and the shut-down flag. Invariants: getters
+/// wait only while items_ is empty; putters wait only while items_ is full;
+/// nobody waits in get() or put() after shutdown. Every hand-off keeps them:
+/// put() gives its item to the oldest getter; get() from a full queue moves the
+/// oldest putter's item in. A served waiter holds what it was handed (an item,
+/// or a slot already filled) before it runs, so nobody barges in.
+template <class T, class Storage>
+class queue_core {
+    static_assert(std::is_move_constructible_v<T>, "offload queues need a move-constructible T");
 
 public:
     /// Awaiter of get(): the wait-list node with the slot an item is handed into.
     /// Cancellation: a cancelled get() took no item; one already served keeps it.
-    struct get_awaiter final : detail::list_waiter<get_awaiter> {
-        queue* q;
-        std::optional<T> slot;
+    struct get_awaiter final : list_waiter<get_awaiter> {
+        queue_core* q;
+        std::optional<T> slot; // stays empty when shutdown() wakes the getter
 
-        get_awaiter(queue* qu, std::source_location loc) noexcept : detail::list_waiter<get_awaiter>(loc), q(qu) {}
-        get_awaiter(get_awaiter&& o) noexcept : detail::list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
+        get_awaiter(queue_core* qu, std::source_location loc) noexcept : list_waiter<get_awaiter>(loc), q(qu) {}
+        get_awaiter(get_awaiter&& o) noexcept : list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
 
         bool await_ready() {
-            if (q->items_.empty()) return false;
-            slot.emplace(q->take());
-            return true;
+            if (!q->items_.empty()) {
+                slot.emplace(q->take());
+                return true;
+            }
+            return q->shut_down_; // empty and shut down: throw
         }
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->getters_, h); }
         T await_resume() {
             this->throw_if_cancelled();
+            if (!slot) throw queue_shut_down();
             return std::move(*slot);
         }
     };
 
     /// Awaiter of put(): the wait-list node, carrying the item until there is
     /// room. Cancellation: a cancelled put() did not put its item.
-    struct put_awaiter final : detail::list_waiter<put_awaiter> {
-        queue* q;
+    struct put_awaiter final : list_waiter<put_awaiter> {
+        queue_core* q;
         T item;
+        bool refused = false; // the queue was shut down: the item was not put
 
-        put_awaiter(queue* qu, T&& v, std::source_location loc)
-            : detail::list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
+        put_awaiter(queue_core* qu, T&& v, std::source_location loc)
+            : list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
         put_awaiter(put_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
-            : detail::list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
+            : list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
 
-        bool await_ready() { return q->offer(item); }
+        bool await_ready() {
+            if (q->shut_down_) {
+                refused = true;
+                return true;
+            }
+            return q->offer(item);
+        }
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->putters_, h); }
+        void await_resume() const {
+            this->throw_if_cancelled();
+            if (refused) throw queue_shut_down();
+        }
     };
 
     /// Awaiter of join(): waits until every item put has been marked task_done().
-    struct join_awaiter final : detail::list_waiter<join_awaiter> {
-        queue* q;
+    struct join_awaiter final : list_waiter<join_awaiter> {
+        queue_core* q;
 
-        join_awaiter(queue* qu, std::source_location loc) noexcept : detail::list_waiter<join_awaiter>(loc), q(qu) {}
-        join_awaiter(join_awaiter&& o) noexcept : detail::list_waiter<join_awaiter>(std::move(o)), q(o.q) {}
+        join_awaiter(queue_core* qu, std::source_location loc) noexcept : list_waiter<join_awaiter>(loc), q(qu) {}
+        join_awaiter(join_awaiter&& o) noexcept : list_waiter<join_awaiter>(std::move(o)), q(o.q) {}
 
         bool await_ready() const noexcept { return q->unfinished_ == 0; }
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->joiners_, h); }
     };
 
-    /// A queue holding at most `maxsize` items; 0 means unbounded (as in asyncio).
-    explicit queue(std::size_t maxsize = 0) noexcept : maxsize_(maxsize) {}
-    queue(const queue&) = delete;
-    queue& operator=(const queue&) = delete;
-    /// Destroying a queue that tasks still wait on is a bug; the waiters are
-    /// detached so that their frames can still be destroyed safely.
-    ~queue() {
-        getters_.clear();
-        putters_.clear();
-        joiners_.clear();
-    }
+    queue_core(const queue_core&) = delete;
+    queue_core& operator=(const queue_core&) = delete;
 
     /// Awaits room and puts `item`: returns at once unless the queue is full.
+    /// Throws queue_shut_down if the queue is shut down, or is shut down while
+    /// this put() waits (the item is then not put).
     /// Cancellation: a cancelled put did not put its item.
     [[nodiscard]] put_awaiter put(T item, std::source_location loc = std::source_location::current()) {
         return put_awaiter(this, std::move(item), loc);
     }
 
-    /// Awaits an item and removes it from the queue: returns at once unless it is empty.
+    /// Awaits an item and removes it from the queue: returns at once unless it
+    /// is empty. After shutdown() it still returns the items left, then throws
+    /// queue_shut_down (a waiting get() is woken with it).
     /// Cancellation: a cancelled get took no item.
     [[nodiscard]] get_awaiter get(std::source_location loc = std::source_location::current()) noexcept {
         return get_awaiter(this, loc);
     }
 
     /// Puts `item` if there is room now and returns true; returns false (and
-    /// leaves `item` untouched) if the queue is full.
+    /// leaves `item` untouched) if the queue is full. Throws queue_shut_down
+    /// after shutdown().
     [[nodiscard]] bool try_put(T&& item) {
         check_thread("queue::try_put");
+        if (shut_down_) throw queue_shut_down();
         return offer(item);
     }
-    /// Copies `item` in if there is room now.
+    /// Copies `item` in if there is room now (see the overload above).
     [[nodiscard]] bool try_put(const T& item)
         requires std::is_copy_constructible_v<T>
     {
         check_thread("queue::try_put");
+        if (shut_down_) throw queue_shut_down();
         if (full()) return false;
         T copy(item);
         return offer(copy);
     }
 
-    /// Removes and returns the first item, or std::nullopt if the queue is empty.
+    /// Removes and returns the next item, or std::nullopt if the queue is empty.
+    /// After shutdown(), an empty queue throws queue_shut_down instead (no
+    /// item will ever come).
     std::optional<T> try_get() {
         check_thread("queue::try_get");
-        if (items_.empty()) return std::nullopt;
+        if (items_.empty()) {
+            if (shut_down_) throw queue_shut_down();
+            return std::nullopt;
+        }
         return std::optional<T>(take());
     }
 
@@ -144,8 +235,7 @@ public:
         if (unfinished_ == 0)
             throw std::logic_error("offload: queue::task_done() called more times than items were put; call it "
                                    "once per item taken with get()");
-        if (--unfinished_ == 0)
-            while (join_awaiter* w = joiners_.pop_front()) w->wake();
+        if (--unfinished_ == 0) wake_joiners();
     }
 
     /// Awaits the moment every item put has been marked task_done() (at once if so now).
@@ -153,12 +243,52 @@ public:
         return join_awaiter(this, loc);
     }
 
+    /// Shuts the queue down (asyncio 3.13): put() and try_put() throw
+    /// queue_shut_down from now on, and so do the put() calls waiting now
+    /// (their items are not put). get() still returns the items left, then
+    /// throws queue_shut_down; get() calls waiting now (the queue is empty)
+    /// throw it at once. With `immediate`, the items left are dropped at once,
+    /// each counting as task_done() (so join() returns when the items already
+    /// taken are done), and every get() throws. Calling it again is harmless;
+    /// shutdown(true) after shutdown() drops the items left.
+    void shutdown(bool immediate = false) {
+        check_thread("queue::shutdown");
+        shut_down_ = true;
+        if (immediate && !items_.empty()) {
+            const std::size_t dropped = items_.size();
+            items_.clear();
+            unfinished_ -= std::min(unfinished_, dropped);
+            if (unfinished_ == 0) wake_joiners();
+        }
+        while (get_awaiter* g = getters_.pop_front()) g->wake(); // empty slot: throws
+        while (put_awaiter* p = putters_.pop_front()) {
+            p->refused = true;
+            p->wake();
+        }
+    }
+
+    /// True once shutdown() was called.
+    bool is_shut_down() const noexcept { return shut_down_; }
     /// Number of items in the queue (not counting items of waiting put() calls).
     std::size_t size() const noexcept { return items_.size(); }
     bool empty() const noexcept { return items_.empty(); }
     /// True if put() would wait (never for an unbounded queue).
     bool full() const noexcept { return maxsize_ != 0 && items_.size() >= maxsize_; }
     std::size_t maxsize() const noexcept { return maxsize_; }
+
+protected:
+    // `storage_args` construct the storage in place (a comparator, for the heap).
+    template <class... A>
+    explicit queue_core(std::size_t maxsize,
+                        A&&... storage_args) noexcept(std::is_nothrow_constructible_v<Storage, A...>)
+        : maxsize_(maxsize), items_(std::forward<A>(storage_args)...) {}
+    /// Destroying a queue that tasks still wait on is a bug; the waiters are
+    /// detached so that their frames can still be destroyed safely.
+    ~queue_core() {
+        getters_.clear();
+        putters_.clear();
+        joiners_.clear();
+    }
 
 private:
     // Puts `item` if it can go now: to the oldest getter (the queue is then
@@ -171,35 +301,98 @@ private:
             return true;
         }
         if (full()) return false;
-        items_.emplace_back(std::move(item));
+        items_.push(std::move(item));
         ++unfinished_;
         return true;
     }
 
-    // Removes the first item; refills from the oldest putter (the queue was full).
+    // Removes the next item; refills from the oldest putter (the queue was full).
     T take() {
-        T v = std::move(items_.front());
-        items_.pop_front();
+        T v = items_.pop();
         if (put_awaiter* p = putters_.pop_front()) {
-            items_.emplace_back(std::move(p->item));
+            items_.push(std::move(p->item));
             ++unfinished_;
             p->wake();
         }
         return v;
     }
 
+    void wake_joiners() {
+        while (join_awaiter* w = joiners_.pop_front()) w->wake();
+    }
+
     void check_thread(const char* what) const {
-        detail::check_waiters_thread(getters_, what);
-        detail::check_waiters_thread(putters_, what);
-        detail::check_waiters_thread(joiners_, what);
+        check_waiters_thread(getters_, what);
+        check_waiters_thread(putters_, what);
+        check_waiters_thread(joiners_, what);
     }
 
     std::size_t maxsize_;
     std::size_t unfinished_ = 0; // items put and not yet marked task_done()
-    detail::ring_queue<T> items_;
-    detail::intrusive_list<get_awaiter> getters_;
-    detail::intrusive_list<put_awaiter> putters_;
-    detail::intrusive_list<join_awaiter> joiners_;
+    bool shut_down_ = false;
+    Storage items_;
+    intrusive_list<get_awaiter> getters_;
+    intrusive_list<put_awaiter> putters_;
+    intrusive_list<join_awaiter> joiners_;
+};
+
+} // namespace detail
+
+/// A FIFO queue for tasks of one event loop (asyncio.Queue). T may be move-only.
+///
+/// Fairness: waiting getters and putters are served in FIFO order, by hand-off:
+/// an item put while tasks wait in get() goes to the oldest of them, even if
+/// another task calls get() before that one runs; a get() from a full queue
+/// moves the oldest waiting put()'s item in at once.
+///
+/// Thread safety: loop-local; not thread-safe (from another thread, go through
+/// event_loop::call_soon_threadsafe). It may be constructed outside a loop. In
+/// debug mode, a call from another thread while tasks wait on it throws
+/// std::logic_error.
+/// Cancellation: a cancelled put() did not put its item (it is destroyed with
+/// the awaiter); a cancelled get() took no item. A put() or get() that was
+/// already served completes normally, and the cancellation is thrown at the
+/// task's next suspension point: no item is ever lost or duplicated.
+/// Shutdown: see shutdown(); consumers typically loop until get() throws
+/// queue_shut_down.
+/// Example: `co_await q.put(job);` in producers, `auto job = co_await q.get(); …; q.task_done();` in workers.
+template <class T>
+class queue : public detail::queue_core<T, detail::fifo_storage<T>> {
+public:
+    /// A queue holding at most `maxsize` items; 0 means unbounded (as in asyncio).
+    explicit queue(std::size_t maxsize = 0) noexcept : detail::queue_core<T, detail::fifo_storage<T>>(maxsize) {}
+};
+
+/// A queue whose get() returns the item put last (asyncio.LifoQueue): a stack
+/// between tasks. Same API, fairness, thread safety, cancellation and
+/// shutdown as queue<T>; only the order of the items differs. An item put
+/// while tasks wait in get() still goes to the oldest waiting getter.
+/// Example: `lifo_queue<int> s; s.try_put(1); s.try_put(2); s.try_get(); // 2`
+template <class T>
+class lifo_queue : public detail::queue_core<T, detail::lifo_storage<T>> {
+public:
+    /// A stack holding at most `maxsize` items; 0 means unbounded.
+    explicit lifo_queue(std::size_t maxsize = 0) noexcept : detail::queue_core<T, detail::lifo_storage<T>>(maxsize) {}
+};
+
+/// A queue whose get() returns the smallest item (asyncio.PriorityQueue).
+/// Same API, fairness, thread safety, cancellation and shutdown as queue<T>.
+///
+/// Order: get() returns an item `x` such that no item `y` in the queue has
+/// `comp(y, x)` — the first item of the queue sorted by Compare. With the
+/// default std::less<T> that is the smallest item (as asyncio's heapq, and the
+/// opposite of std::priority_queue, whose top is the largest); with
+/// std::greater<T> it is the largest. Items that compare equivalent come out
+/// in no particular order: put (priority, sequence number) pairs to keep FIFO
+/// order among equal priorities. An item put while tasks wait in get() goes
+/// to the oldest waiting getter at once (the queue is then empty).
+/// Example: `priority_queue<std::pair<int, std::string>> jobs; co_await jobs.put({0, "urgent"});`
+template <class T, class Compare = std::less<T>>
+class priority_queue : public detail::queue_core<T, detail::heap_storage<T, Compare>> {
+public:
+    /// A priority queue holding at most `maxsize` items (0: unbounded), ordered by `comp`.
+    explicit priority_queue(std::size_t maxsize = 0, Compare comp = Compare())
+        : detail::queue_core<T, detail::heap_storage<T, Compare>>(maxsize, std::move(comp)) {}
 };
 
 } // namespace offload

@@ -48,8 +48,10 @@ private:
 /// A counting semaphore for tasks of one event loop (asyncio.Semaphore).
 ///
 /// State: a count of free permits and a FIFO of waiting tasks (detail::permits).
-/// Invariant: while a task waits, no permit is free — release() gives its
-/// permit to the oldest waiter (direct hand-off), so FIFO order is exact.
+/// Fairness: release() gives its permit to the oldest waiter (direct
+/// hand-off), and a waiter handed a permit stays in line until it runs: a
+/// task that releases and acquires again at once queues behind the waiter it
+/// just woke, as in asyncio. So FIFO order is exact and nobody barges in.
 ///
 /// Thread safety: loop-local; not thread-safe. It may be constructed outside a
 /// loop. In debug mode, a call from another thread while tasks wait on it
@@ -68,8 +70,8 @@ public:
         semaphore* sem;
         scoped_acquire_awaiter(semaphore* s, std::source_location loc) noexcept
             : acquire_awaiter(&s->permits_, loc), sem(s) {}
-        [[nodiscard]] semaphore_guard await_resume() const {
-            throw_if_cancelled();
+        [[nodiscard]] semaphore_guard await_resume() {
+            acquire_awaiter::await_resume();
             return semaphore_guard(sem);
         }
     };
@@ -111,8 +113,9 @@ public:
         permits_.give();
     }
 
-    /// True if acquire() would wait.
-    bool locked() const noexcept { return permits_.free() == 0; }
+    /// True if acquire() would wait: no permit is free, or tasks are in line
+    /// (waiting, or handed a permit and not yet resumed).
+    bool locked() const noexcept { return !permits_.available(); }
     /// Number of free permits.
     std::size_t value() const noexcept { return permits_.free(); }
 
