@@ -7,6 +7,7 @@
 #include <offload/event.hpp>
 #include <offload/event_loop.hpp>
 #include <offload/executor.hpp>
+#include <offload/future.hpp>
 #include <offload/gather.hpp>
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
