@@ -15,6 +15,7 @@
 #include <offload/process_pool.hpp>
 #include <offload/queue.hpp>
 #include <offload/run.hpp>
+#include <offload/run_coroutine_threadsafe.hpp>
 #include <offload/semaphore.hpp>
 #include <offload/serialize.hpp>
 #include <offload/shared_buffer.hpp>
