@@ -192,8 +192,7 @@ TEST_CASE("future: cancel() wakes the awaiters with cancelled_error and returns 
     }());
 }
 
-TEST_CASE("future: cancelling a task that awaits a future cancels the future, as asyncio does",
-          "[future][cancel]") {
+TEST_CASE("future: cancelling a task that awaits a future cancels the future, as asyncio does", "[future][cancel]") {
     run([]() -> task<> {
         future<int> f;
         auto victim = create_task(outcome_of(f));

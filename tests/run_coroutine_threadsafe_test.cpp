@@ -110,7 +110,8 @@ TEST_CASE("run_coroutine_threadsafe: many threads at once each get their own res
     for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             std::vector<std::future<int>> fs;
-            for (int i = 0; i < calls; ++i) fs.push_back(run_coroutine_threadsafe(loop, times_two_on(t * 1000 + i, nullptr)));
+            for (int i = 0; i < calls; ++i)
+                fs.push_back(run_coroutine_threadsafe(loop, times_two_on(t * 1000 + i, nullptr)));
             for (int i = 0; i < calls; ++i)
                 if (fs[static_cast<std::size_t>(i)].get() != 2 * (t * 1000 + i)) wrong.fetch_add(1);
             if (finished.fetch_add(1) + 1 == threads) done = true;
@@ -128,9 +129,7 @@ TEST_CASE("run_coroutine_threadsafe: a loop destroyed before running the task se
     std::future<void> f;
     {
         event_loop loop;
-        std::thread other([&] {
-            f = run_coroutine_threadsafe(loop, [](counted) -> task<> { co_return; }(counted{}));
-        });
+        std::thread other([&] { f = run_coroutine_threadsafe(loop, [](counted) -> task<> { co_return; }(counted{})); });
         other.join();
         CHECK(counted::live() == 1); // the unstarted frame waits in the loop's queue
     }

@@ -69,8 +69,7 @@ task<int> outcome_of(future<T> f) {
 
 } // namespace
 
-TEST_CASE("submit: the call starts before submit returns and runs while the task does other work",
-          "[submit][eager]") {
+TEST_CASE("submit: the call starts before submit returns and runs while the task does other work", "[submit][eager]") {
     thread_pool pool({.workers = 2, .name = "eager"});
     run([](thread_pool& pool) -> task<> {
         std::atomic<bool> started{false};
@@ -94,12 +93,15 @@ TEST_CASE("submit: the call starts before submit returns and runs while the task
 TEST_CASE("submit: values, void, move-only results and exceptions with their type", "[submit]") {
     thread_pool pool({.workers = 2, .name = "values"});
     run([](thread_pool& pool) -> task<> {
-        auto sum = submit(pool, [](int a, int b) { return a + b; }, 2, 40);
-        auto text = submit(pool, [](std::string s) { return s + "!"; }, std::string("hi"));
+        auto sum = submit(
+            pool, [](int a, int b) { return a + b; }, 2, 40);
+        auto text = submit(
+            pool, [](std::string s) { return s + "!"; }, std::string("hi"));
         int touched = 0;
-        auto none = submit(pool, [](int& t) { t = 5; }, std::ref(touched));
-        auto ptr = submit(pool, [](std::unique_ptr<int> p) { return std::make_unique<int>(*p * 3); },
-                          std::make_unique<int>(14));
+        auto none = submit(
+            pool, [](int& t) { t = 5; }, std::ref(touched));
+        auto ptr = submit(
+            pool, [](std::unique_ptr<int> p) { return std::make_unique<int>(*p * 3); }, std::make_unique<int>(14));
         auto bad = submit(pool, []() -> int { throw custom_error("custom"); });
         int s = co_await sum;
         CHECK(s == 42);
@@ -346,10 +348,13 @@ TEST_CASE("submit: an executor of the user's gets the call inside submit; cancel
     run([](offload_test::user_executor& ex) -> task<> {
         ex.hold(true);
         std::atomic<int> ran{0};
-        auto f = submit(ex, [&ran](int x) {
-            ran.fetch_add(1);
-            return x * 2;
-        }, 21);
+        auto f = submit(
+            ex,
+            [&ran](int x) {
+                ran.fetch_add(1);
+                return x * 2;
+            },
+            21);
         CHECK(ex.queued() == 1); // execute() was called before submit returned
         auto dropped = submit(ex, [&ran] { ran.fetch_add(1); });
         CHECK(dropped.cancel()); // withdrawn: does nothing when the executor runs it

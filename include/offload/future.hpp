@@ -208,8 +208,8 @@ OFFLOAD_DECL future_state_base::~future_state_base() {
 OFFLOAD_DECL void future_state_base::report_if_unobserved() noexcept {
     if (status_ != status::failed || retrieved_) return;
     retrieved_ = true;
-    const char* msg =
-        driver_ ? "exception of a submitted call that nobody awaited" : "exception of a future that nobody retrieved";
+    const char* msg = driver_ ? "exception of a submitted call that nobody awaited"
+                              : "exception of a future that nobody retrieved";
     // Futures are loop-local, so the loop running on this thread is the
     // future's; with none (the last handle dropped outside any loop) the
     // report goes where the loop's default handler sends it.
