@@ -125,13 +125,13 @@ OFFLOAD_DECL future_waiter::~future_waiter() {
 OFFLOAD_DECL bool future_waiter::await_ready() const noexcept { return st->done(); }
 
 OFFLOAD_DECL bool future_waiter::await_suspend(std::coroutine_handle<> h) {
+    st->check_thread("co_await future"); // before arm(): a throw leaves the task unregistered
     if (!arm(h)) {
         // A cancellation was pending when the task came to wait: as in asyncio,
         // it goes to the future, and this await throws cancelled_error.
         st->cancel();
         return false;
     }
-    st->check_thread("co_await future");
     st->add_waiter(this);
     return true;
 }
