@@ -30,12 +30,14 @@ using namespace std::chrono_literals;
 namespace {
 
 // Blocks a worker until opened; lets tests hold the pool busy deterministically.
+// Bounded, so a failing test ends instead of hanging its pool's destructor.
 struct gate {
     std::atomic<bool> open{false};
     std::atomic<int> entered{0};
     void pass() {
         entered.fetch_add(1);
-        while (!open.load()) std::this_thread::sleep_for(200us);
+        auto until = std::chrono::steady_clock::now() + 30s;
+        while (!open.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(200us);
     }
 };
 
