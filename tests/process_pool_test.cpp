@@ -1,5 +1,6 @@
 #include <offload/process_pool.hpp>
 
+#include <offload/event_loop.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task_handle.hpp>
@@ -425,5 +426,137 @@ TEST_CASE("process_pool: big mailbox pages stay while big calls continue and go 
             CHECK(wrong == 0);
             CHECK(mailbox_resident_bytes() <= 2 * ((std::size_t(1) << 20) + 8192));
         }(pool));
+    });
+}
+
+// --- submit: the eager twin of run_in_executor ----------------------------------------
+
+TEST_CASE("process_pool: submit starts the call before it returns; the worker runs it while the task goes on",
+          "[process_pool][submit]") {
+    temp_dir dir;
+    test::without_leaks([&] {
+        process_pool pool({.workers = 1, .start = start_method::fork});
+        run([](process_pool& pool, std::filesystem::path pid_file) -> task<> {
+            auto f = submit(pool, test::pp::pid_to_file_then_sleep, pid_file.string(), 50);
+            CHECK(pool.stats().submitted == 1); // handed over inside submit, not at the await
+            // The worker runs the call (and writes its pid) before the task awaits.
+            int pid = co_await test::pid_from_file(pid_file);
+            CHECK(pid > 0);
+            CHECK(pid != static_cast<int>(::getpid()));
+            int v = co_await f;
+            CHECK(v == 50);
+            auto sum = submit(pool, add, 2, 40);
+            auto bad = submit(pool, throw_invalid, 7);
+            auto custom = submit(pool, throw_custom, 1);
+            auto none = submit(pool, nothing, 1);
+            int s = co_await sum;
+            CHECK(s == 42);
+            REQUIRE_THROWS_AS(co_await bad, std::invalid_argument);
+            REQUIRE_THROWS_AS(co_await custom, remote_error);
+            co_await none;
+            CHECK(none.done());
+        }(pool, dir.path / "pid"));
+    });
+}
+
+TEST_CASE("process_pool: submit's cancel drops a queued call (it never runs) and kills a running one",
+          "[process_pool][submit][cancel]") {
+    temp_dir dir;
+    test::without_leaks([&] {
+        process_pool pool({.workers = 1, .start = start_method::fork});
+        run([](process_pool& pool, std::filesystem::path side_effect) -> task<> {
+            int first = co_await run_in_executor(pool, my_pid);
+            auto spinning = submit(pool, test::pp::spin_forever);
+            bool busy = co_await test::eventually([&pool] { return pool.stats().busy == 1; });
+            REQUIRE(busy);
+            auto queued = submit(pool, test::pp::touch, side_effect.string());
+            CHECK(pool.stats().queued == 1);
+            CHECK(queued.cancel());
+            REQUIRE_THROWS_AS(co_await queued, cancelled_error);
+            CHECK(pool.stats().queued == 0);
+            CHECK(spinning.cancel()); // the future is cancelled now; the worker is killed and replaced
+            CHECK(spinning.cancelled());
+            REQUIRE_THROWS_AS(co_await spinning, cancelled_error);
+            bool gone = co_await test::eventually([first] { return test::process_gone(first); });
+            CHECK(gone);
+            int second = co_await run_in_executor(pool, my_pid);
+            CHECK(second != first);
+            CHECK_FALSE(std::filesystem::exists(side_effect));
+            auto st = pool.stats();
+            CHECK(st.cancelled == 2);
+            CHECK(st.kills == 1);
+        }(pool, dir.path / "ran"));
+    });
+}
+
+TEST_CASE("process_pool: a worker crash fails the submitted future with worker_crashed, awaited or not",
+          "[process_pool][submit][crash]") {
+    test::without_leaks([] {
+        process_pool pool({.workers = 1, .start = start_method::fork});
+        event_loop loop;
+        std::vector<exception_context> seen;
+        loop.set_exception_handler([&seen](const exception_context& c) { seen.push_back(c); });
+        loop.run_until_complete([](process_pool& pool, std::vector<exception_context>& seen) -> task<> {
+            auto crash = submit(pool, test::pp::crash_abort);
+            REQUIRE_THROWS_AS(co_await crash, worker_crashed);
+            CHECK(crash.done());
+            submit(pool, test::pp::crash_exit3); // fire-and-forget: the crash reaches the handler, once
+            bool reported = co_await test::eventually([&seen] { return !seen.empty(); });
+            REQUIRE(reported);
+            int s = co_await submit(pool, add, 1, 2); // the pool healed
+            CHECK(s == 3);
+        }(pool, seen));
+        REQUIRE(seen.size() == 1u);
+        int status = -1;
+        try {
+            std::rethrow_exception(seen[0].exception);
+        } catch (const worker_crashed& e) {
+            status = e.exit_status();
+        } catch (...) {
+        }
+        CHECK(status == 3);
+    });
+}
+
+TEST_CASE("process_pool: shutdown(false, true) fails submitted queued calls with executor_closed; then submit throws",
+          "[process_pool][submit][shutdown]") {
+    test::without_leaks([] {
+        process_pool pool({.workers = 1, .start = start_method::fork});
+        run([](process_pool& pool) -> task<> {
+            auto running = submit(pool, sleep_ms, 300);
+            bool busy = co_await test::eventually([&pool] { return pool.stats().busy == 1; });
+            REQUIRE(busy);
+            std::vector<future<int>> queued;
+            for (int i = 0; i < 3; ++i) queued.push_back(submit(pool, add, i, i));
+            pool.shutdown(false, true);
+            for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
+            int r = co_await running; // the running call still completes
+            CHECK(r == 300);
+            REQUIRE_THROWS_AS(submit(pool, add, 1, 2), executor_closed);
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: a loop torn down while a submitted call runs cancels the future and kills the worker",
+          "[process_pool][submit][teardown]") {
+    test::without_leaks([] {
+        process_pool pool({.workers = 1, .start = start_method::fork});
+        int first = -1;
+        future<int> kept = [&] {
+            event_loop loop;
+            return loop.run_until_complete([](process_pool& pool, int& first) -> task<future<int>> {
+                first = co_await run_in_executor(pool, my_pid);
+                auto f = submit(pool, test::pp::spin_forever);
+                bool busy = co_await test::eventually([&pool] { return pool.stats().busy == 1; });
+                REQUIRE(busy);
+                co_return f; // the loop goes away with the call still running
+            }(pool, first));
+        }();
+        CHECK(kept.done());
+        CHECK(kept.cancelled());
+        CHECK(test::wait_until([first] { return test::process_gone(first); }));
+        // The pool serves the next loop.
+        int s = run([](process_pool& pool) -> task<int> { co_return co_await submit(pool, add, 20, 22); }(pool));
+        CHECK(s == 42);
     });
 }

@@ -10,6 +10,7 @@
 #include <offload/event.hpp>
 #include <offload/event_loop.hpp>
 #include <offload/executor.hpp>
+#include <offload/future.hpp>
 #include <offload/gather.hpp>
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
@@ -18,6 +19,7 @@
 #include <offload/process_pool.hpp>
 #include <offload/queue.hpp>
 #include <offload/run.hpp>
+#include <offload/run_coroutine_threadsafe.hpp>
 #include <offload/semaphore.hpp>
 #include <offload/serialize.hpp>
 #include <offload/shared_buffer.hpp>

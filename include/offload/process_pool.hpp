@@ -3,7 +3,8 @@
 // worker fails only its own call and is replaced; a timed-out or cancelled
 // call kills its worker, so the core is really freed; fork, spawn and
 // forkserver start methods; typed arguments checked at compile time.
-// run_in_executor and map for a process pool are here too. The machinery
+// run_in_executor, submit (its eager twin, which returns a future) and map
+// for a process pool are here too. The machinery
 // (mailboxes, start methods, the worker loop) is in detail/process/.
 #pragma once
 
@@ -17,6 +18,7 @@
 #include <offload/detail/tasks/chunks.hpp>
 #include <offload/detail/tasks/run_all.hpp>
 #include <offload/executor.hpp>
+#include <offload/future.hpp>
 #include <offload/process_pool_options.hpp>
 #include <offload/serialize.hpp>
 #include <offload/task.hpp>
@@ -104,6 +106,24 @@ template <class F, class... A>
     detail::check_process_call<std::decay_t<F>, std::decay_t<A>...>();
     return detail::process_call_awaiter<std::decay_t<F>, std::decay_t<A>...>(
         detail::core_of(pool), std::source_location::current(), std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+/// Sends `fn(args...)` to a worker process of `pool` now (or queues it for
+/// the next idle worker) and returns the future of its result: the eager
+/// twin of run_in_executor, with the same callable and serialization rules.
+///
+/// Discarding the future is fire-and-forget: the call still runs, and an
+/// exception nobody retrieved goes to the loop's exception handler.
+/// Cancellation: future::cancel() drops a call still queued (it never runs)
+/// and kills the worker of a running one, which is replaced; the future is
+/// cancelled at once. A worker that dies fails the future with
+/// worker_crashed; shutdown(…, cancel_pending) fails a queued call with
+/// executor_closed; submit on a pool shut down or broken throws.
+/// Example: `auto f = submit(pool, count_primes, 100000); co_await other(); int n = co_await f;`
+template <class F, class... A>
+auto submit(process_pool& pool, F&& fn, A&&... args) {
+    auto call = run_in_executor(pool, std::forward<F>(fn), std::forward<A>(args)...); // the lazy awaitable
+    return detail::start_future<typename decltype(call)::result_type>(std::move(call));
 }
 
 /// map over a process pool: `chunk_size` items per call (the main lever against

@@ -8,6 +8,7 @@
 
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/threads/call_awaiter.hpp>
+#include <offload/future.hpp>
 #include <offload/thread_pool.hpp>
 
 #include <functional>
@@ -56,6 +57,29 @@ template <class F, class... A>
                                                                             std::forward<A>(args)...);
 }
 
+/// Hands `fn(args...)` to `pool` now and returns the future of its result:
+/// the eager twin of run_in_executor (asyncio's loop.run_in_executor, which
+/// returns an already scheduled future). The call is queued before submit
+/// returns, so it runs while the caller goes on; `co_await` the future for
+/// the value (or the exception, with its type).
+///
+/// Discarding the future is fire-and-forget: the call still runs, and an
+/// exception nobody retrieved goes to the loop's exception handler.
+/// Cancellation: future::cancel() drops a call still queued (it never runs);
+/// a running one is asked to stop (stop_token) and its result discarded.
+/// Cancelling a task that awaits the future cancels the future (asyncio).
+/// A call the pool drops at shutdown(…, cancel_pending) fails the future
+/// with executor_closed; submit on a pool already shut down throws it.
+/// Submit never suspends: with a bounded pool (max_queued) a call waits for
+/// a queue slot on its own, so backpressure needs the lazy run_in_executor.
+/// Example: `auto f = submit(pool, parse, path); co_await other(); auto doc = co_await f;`
+template <class F, class... A>
+    requires detail::offloadable<F, A...>
+auto submit(thread_pool& pool, F&& fn, A&&... args) {
+    auto call = run_in_executor(pool, std::forward<F>(fn), std::forward<A>(args)...); // the lazy awaitable
+    return detail::start_future<typename decltype(call)::result_type>(std::move(call));
+}
+
 /// Runs `fn(args...)` on an executor of your own (see the `executor` concept:
 /// it receives the call as an executor_work and runs it on one of its
 /// threads). Same contract as to_thread; a call cancelled while it waits in
@@ -71,6 +95,18 @@ template <class E, class F, class... A>
                                                                             std::forward<A>(args)...);
 }
 
+/// Hands `fn(args...)` to an executor of your own now (its execute() is
+/// called before submit returns) and returns the future of its result. Same
+/// contract as submit on a thread_pool; a call cancelled while it waits in
+/// your executor's queue does nothing when run, and one your executor drops
+/// unrun fails the future with executor_closed.
+template <class E, class F, class... A>
+    requires detail::user_executor<E> && detail::offloadable<F, A...>
+auto submit(E& executor, F&& fn, A&&... args) {
+    auto call = run_in_executor(executor, std::forward<F>(fn), std::forward<A>(args)...); // the lazy awaitable
+    return detail::start_future<typename decltype(call)::result_type>(std::move(call));
+}
+
 /// Anything else is not an executor: a compile-time error that says what is.
 template <class E, class F, class... A>
     requires(!executor<E>)
@@ -80,6 +116,15 @@ void run_in_executor(E&, F&&, A&&...) {
                   "process_pool (include <offload/process_pool.hpp>), or a type of yours with "
                   "`executor_stats stats() const`, `void shutdown(bool wait, bool cancel_pending)` and "
                   "`void execute(offload::executor_work)` (see the offload::executor concept)");
+}
+
+/// Anything else is not an executor (see run_in_executor).
+template <class E, class F, class... A>
+    requires(!executor<E>)
+void submit(E&, F&&, A&&...) {
+    static_assert(detail::always_false_v<E>,
+                  "offload::submit: the first argument is not an executor. Pass a thread_pool, a process_pool "
+                  "(include <offload/process_pool.hpp>), or a type of yours modelling the offload::executor concept");
 }
 
 } // namespace offload
