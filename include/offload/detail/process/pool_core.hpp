@@ -312,8 +312,9 @@ OFFLOAD_DECL void process_pool_core::on_message(worker_process& w) noexcept {
         start_kills_ = 0;
         if (loop_) loop_->remove_timer(&w);
         if (w.st == worker_process::state::starting) w.st = worker_process::state::idle;
-        if (closed_.load() && w.st == worker_process::state::idle) retire(w);
         dispatch();
+        // Ready after shutdown() (a replacement while queued calls drain): it leaves once nothing is queued.
+        if (closed_.load() && w.st == worker_process::state::idle && pending_.empty()) retire(w);
         return;
     }
     if (kind != msg_kind::result || w.st != worker_process::state::busy) return;
