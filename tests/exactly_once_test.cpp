@@ -38,6 +38,7 @@
 #include <optional>
 #include <random>
 #include <stdexcept>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <typeinfo>
@@ -75,6 +76,14 @@ std::int64_t do_work(std::int64_t id, int kind, int us) {
 }
 
 std::int64_t thread_work(std::int64_t id, int kind, int us) { return do_work(id, kind, us); }
+
+// The same, but a nap ends early when the call is cancelled (its result is then dropped).
+std::int64_t stoppable_thread_work(std::stop_token stop, std::int64_t id, int kind, int us) {
+    if (kind != nap && kind != long_nap) return do_work(id, kind, us);
+    auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+    while (!stop.stop_requested() && std::chrono::steady_clock::now() < until) ::usleep(50);
+    return expected_value(id);
+}
 
 // The pid tells the test which workers are past startup (safe to kill from outside).
 std::pair<std::int64_t, int> process_work(std::int64_t id, int kind, int us) {
@@ -118,12 +127,12 @@ struct round_config {
             pp_task_timeout ? std::chrono::duration_cast<std::chrono::microseconds>(*pp_task_timeout).count() : 0,
             pp_on_crash == crash_policy::respawn ? "respawn" : "break_pool", process_percent,
             external_kills ? "on" : "off",
-            shutdown_at < offloads ? fmt::format("at offload {} of {}{}, wait {}, cancel_pending {}, from {}",
-                                                 shutdown_at, shut_tp ? "thread_pool" : "",
-                                                 shut_pp ? (shut_tp ? " and process_pool" : "process_pool") : "",
-                                                 shut_wait, shut_cancel_pending,
-                                                 shut_from_thread ? "another thread" : "the loop thread")
-                                   : std::string("none"));
+            shutdown_at < offloads
+                ? fmt::format("at offload {} of {}{}, wait {}, cancel_pending {}, from {}", shutdown_at,
+                              shut_tp ? "thread_pool" : "",
+                              shut_pp ? (shut_tp ? " and process_pool" : "process_pool") : "", shut_wait,
+                              shut_cancel_pending, shut_from_thread ? "another thread" : "the loop thread")
+                : std::string("none"));
     }
 };
 
@@ -142,7 +151,8 @@ round_config make_config(int index, std::uint64_t seed, std::int64_t first_id, s
     c.tp_max_queued = rng() % 3 == 0 ? 0 : pick(1, 32);
     c.pp_workers = pick(1, 3);
     c.pp_start = index % 6 == 4 ? start_method::spawn : start_method::forkserver;
-    c.pp_max_tasks_per_child = index % 3 == 1 ? pick(1, 64) : 0;
+    // (spawn starts a worker by exec'ing this program: recycle less often)
+    if (index % 3 == 1) c.pp_max_tasks_per_child = c.pp_start == start_method::spawn ? pick(16, 64) : pick(1, 64);
     if (index % 4 == 2) c.pp_task_timeout = std::chrono::microseconds(pick(2'000, 20'000));
     c.pp_on_crash = index % 8 == 5 ? crash_policy::break_pool : crash_policy::respawn;
     c.process_percent = static_cast<int>(pick(10, 50));
@@ -210,8 +220,8 @@ enum class outcome : std::uint8_t {
 };
 constexpr std::size_t outcome_count = 10;
 constexpr std::array<const char*, outcome_count> outcome_names{
-    "none", "value", "error", "cancelled", "cancelled before start", "timeout_error", "worker_crashed",
-    "executor_closed", "broken_executor", "wrong"};
+    "none",          "value",          "error",           "cancelled",       "cancelled before start",
+    "timeout_error", "worker_crashed", "executor_closed", "broken_executor", "wrong"};
 
 struct slot {
     std::uint8_t resolutions = 0;
@@ -272,9 +282,14 @@ task<> offload_one(round_state& r, std::size_t i, pools p) {
             r.ready_pids.insert(got.second);
             v = got.first;
         } else {
-            if (s.wait_for_us)
+            if (s.wait_for_us && id % 2)
+                v = co_await wait_for(run_in_executor(p.tp, &stoppable_thread_work, id, s.kind, s.us),
+                                      std::chrono::microseconds(s.wait_for_us));
+            else if (s.wait_for_us)
                 v = co_await wait_for(run_in_executor(p.tp, &thread_work, id, s.kind, s.us),
                                       std::chrono::microseconds(s.wait_for_us));
+            else if (id % 2)
+                v = co_await run_in_executor(p.tp, &stoppable_thread_work, id, s.kind, s.us);
             else
                 v = co_await run_in_executor(p.tp, &thread_work, id, s.kind, s.us);
         }
@@ -343,10 +358,12 @@ task<> shut_down(round_state& r, pools p) {
         body();
 }
 
-// Kills a random worker that has answered a call, every few milliseconds.
+// Kills a random worker that has answered a call, every few milliseconds; at
+// most 24 a round (on a loaded machine a round lasts longer, and unbounded
+// kills would keep its pool respawning: slower still).
 task<> killer(round_state& r, process_pool& pp) {
     std::mt19937_64 rng(splitmix(r.cfg.seed + 1));
-    while (!r.stop_killer) {
+    while (!r.stop_killer && r.external_kills < 24) {
         co_await sleep(std::chrono::microseconds(500 + rng() % 4'000));
         std::vector<pid_t> victims;
         for (pid_t pid : pp.worker_pids())
@@ -477,19 +494,17 @@ std::string disallowed(const round_state& r, std::size_t i, outcome o) {
     case outcome::value:
         return s.kind == throws || s.kind == suicide ? "a value from a call that throws or kills its worker" : "";
     case outcome::error: return s.kind == throws ? "" : "the call's error, but it does not throw";
-    case outcome::cancelled:
-        return sl.cancel_sent ? "" : "cancelled_error, but nobody cancelled it";
+    case outcome::cancelled: return sl.cancel_sent ? "" : "cancelled_error, but nobody cancelled it";
     case outcome::cancelled_unstarted:
         return sl.cancel_sent ? "" : "its task ended before its first step, but nobody cancelled it";
     case outcome::timeout:
         return s.wait_for_us || (s.process && r.cfg.pp_task_timeout) ? ""
-                                                                      : "timeout_error without wait_for or task_timeout";
+                                                                     : "timeout_error without wait_for or task_timeout";
     case outcome::crashed:
         if (!s.process) return "worker_crashed from the thread pool";
         if (s.kind != suicide && !r.cfg.external_kills) return "worker_crashed, but no worker was killed";
         return sl.crash_signal == SIGKILL ? "" : fmt::format("worker_crashed with signal {}", sl.crash_signal);
-    case outcome::closed:
-        return sl.closed_early ? "executor_closed before a shutdown of its pool began" : "";
+    case outcome::closed: return sl.closed_early ? "executor_closed before a shutdown of its pool began" : "";
     case outcome::broken:
         return s.process && r.cfg.pp_on_crash == crash_policy::break_pool
                    ? ""
@@ -566,6 +581,7 @@ void chaos_run(std::size_t total, std::size_t per_round, std::chrono::seconds ro
         INFO("seed " << seed << ", " << cfg.describe());
         round_state r(cfg);
         hard.arm(round_limit * 2 + 30s, cfg.describe());
+        const auto round_t0 = std::chrono::steady_clock::now();
         bool finished = false;
         {
             process_pool pp({.workers = cfg.pp_workers,
@@ -575,6 +591,23 @@ void chaos_run(std::size_t total, std::size_t per_round, std::chrono::seconds ro
                              .on_crash = cfg.pp_on_crash});
             thread_pool tp({.workers = cfg.tp_workers, .max_queued = cfg.tp_max_queued, .name = "chaos"});
             finished = run(guarded_round(r, pools{tp, pp}, round_limit));
+            if (finished) {
+                // Every call the pools accepted is accounted for once (a thread
+                // call abandoned while running keeps its worker busy a while).
+                bool idle = test::wait_until([&] { return tp.stats().busy == 0; }, std::chrono::seconds(10));
+                auto ts = tp.stats();
+                auto ps = pp.stats();
+                INFO("thread_pool: submitted "
+                     << ts.submitted << ", completed " << ts.completed << ", failed " << ts.failed << ", cancelled "
+                     << ts.cancelled << "; process_pool: " << ps.submitted << ", " << ps.completed << ", " << ps.failed
+                     << ", " << ps.cancelled);
+                CHECK(idle);
+                CHECK(ts.queued == 0);
+                CHECK(ts.submitted == ts.completed + ts.failed + ts.cancelled);
+                CHECK(ps.queued == 0);
+                CHECK(ps.busy == 0);
+                CHECK(ps.submitted == ps.completed + ps.failed + ps.cancelled);
+            }
             if (!finished) {
                 // The stats after run() cancelled what was left.
                 auto ts = tp.stats();
@@ -592,12 +625,15 @@ void chaos_run(std::size_t total, std::size_t per_round, std::chrono::seconds ro
                     "After cancelling them: thread_pool: submitted {}, completed {}, failed {}, cancelled {}, queued "
                     "{}, busy {}; process_pool: submitted {}, completed {}, failed {}, cancelled {}, queued {}, busy "
                     "{}, crashes {}, respawns {}, {} workers left{}",
-                    round_limit.count(), r.hung.size(), ts.submitted, ts.completed, ts.failed, ts.cancelled,
-                    ts.queued, ts.busy, ps.submitted, ps.completed, ps.failed, ps.cancelled, ps.queued, ps.busy,
-                    ps.crashes, ps.respawns, pp.worker_pids().size(), which));
+                    round_limit.count(), r.hung.size(), ts.submitted, ts.completed, ts.failed, ts.cancelled, ts.queued,
+                    ts.busy, ps.submitted, ps.completed, ps.failed, ps.cancelled, ps.queued, ps.busy, ps.crashes,
+                    ps.respawns, pp.worker_pids().size(), which));
             }
         }
         hard.disarm();
+        const double round_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - round_t0).count();
+        if (round_s > 3 || std::getenv("OFFLOAD_CHAOS_VERBOSE"))
+            fmt::print("  {:.2f} s, {} external kills: {}\n", round_s, r.external_kills, cfg.describe());
         REQUIRE(finished); // (the outcomes of a hung round are the watchdog's cancellations)
         check_round(r, t);
         for (auto& f : t.failures) FAIL_CHECK(f);
@@ -614,8 +650,8 @@ void chaos_run(std::size_t total, std::size_t per_round, std::chrono::seconds ro
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print("exactly-once chaos: {} offloads in {} rounds ({} with a shutdown), {:.2f} s, {:.0f} offloads/s, "
                "{} external worker kills, seed {}\n",
-               t.offloads, t.rounds, t.shutdown_rounds, secs, static_cast<double>(t.offloads) / secs,
-               t.external_kills, seed);
+               t.offloads, t.rounds, t.shutdown_rounds, secs, static_cast<double>(t.offloads) / secs, t.external_kills,
+               seed);
     for (std::size_t k = 1; k < outcome_count; ++k)
         if (outcome_names[k] != std::string("wrong") || t.by_outcome[k])
             fmt::print("  {:<24} {:>9}\n", outcome_names[k], t.by_outcome[k]);

@@ -23,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -265,6 +266,40 @@ int die_after_ms(int ms) {
 }
 int twice(int x) { return 2 * x; }
 } // namespace
+
+TEST_CASE("process_pool: a result that arrives after break_pool failed its call is not counted again",
+          "[process_pool][crash]") {
+    // The loop is held while one worker dies and then the other's result
+    // arrives: the death, seen first, breaks the pool and fails the running
+    // call; its result, read next, must not take it off the busy count a
+    // second time (busy wrapped to 2^64 - 1, and the loop then spun before
+    // every wait, expecting a result that would never come).
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << offload::to_string(how));
+    without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how, .on_crash = crash_policy::break_pool});
+        run([](process_pool& pool) -> task<> {
+            auto answering = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 150); },
+                std::ref(pool));
+            auto dying = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, die_after_ms, 30); },
+                std::ref(pool));
+            bool both_busy = co_await eventually([&pool] { return pool.stats().busy == 2; });
+            REQUIRE(both_busy);
+            std::this_thread::sleep_for(500ms); // holds the loop: the death, then the result, wait for it
+            REQUIRE_THROWS_AS(co_await dying, worker_crashed);
+            try {
+                co_await answering; // broken_executor, or its value if the result was read first
+            } catch (const broken_executor&) {
+            }
+            co_await sleep(50ms);
+            auto st = pool.stats();
+            CHECK(st.busy == 0);
+            CHECK(st.submitted == st.completed + st.failed + st.cancelled);
+        }(pool));
+    });
+}
 
 TEST_CASE("process_pool: a worker that dies after shutdown() is replaced while calls are queued, so they still run",
           "[process_pool][crash][shutdown]") {

@@ -322,8 +322,9 @@ OFFLOAD_DECL void process_pool_core::on_message(worker_process& w) noexcept {
     counters_.run_time.record(static_cast<std::uint64_t>((clock::now() - w.dispatched).count()));
     std::size_t size = w.to_parent.hdr()->size;
     counters_.bytes_received.fetch_add(size, std::memory_order_relaxed);
-    counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     process_call* c = std::exchange(w.call, nullptr);
+    // No call: break_pool already failed it, and took it off the busy count.
+    if (c) counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     w.st = worker_process::state::idle;
     ++w.tasks;
     if (w.killed) w.st = worker_process::state::retiring; // dying: never dispatch to it
