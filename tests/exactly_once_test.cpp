@@ -151,8 +151,9 @@ round_config make_config(int index, std::uint64_t seed, std::int64_t first_id, s
     c.tp_max_queued = rng() % 3 == 0 ? 0 : pick(1, 32);
     c.pp_workers = pick(1, 3);
     c.pp_start = index % 6 == 4 ? start_method::spawn : start_method::forkserver;
-    // (spawn starts a worker by exec'ing this program: recycle less often)
-    if (index % 3 == 1) c.pp_max_tasks_per_child = c.pp_start == start_method::spawn ? pick(16, 64) : pick(1, 64);
+    // Each recycled worker costs a fork (more under ASan), a spawned one an exec
+    // of this program: not too often.
+    if (index % 3 == 1) c.pp_max_tasks_per_child = c.pp_start == start_method::spawn ? pick(16, 64) : pick(4, 64);
     if (index % 4 == 2) c.pp_task_timeout = std::chrono::microseconds(pick(2'000, 20'000));
     c.pp_on_crash = index % 8 == 5 ? crash_policy::break_pool : crash_policy::respawn;
     c.process_percent = static_cast<int>(pick(10, 50));
