@@ -662,7 +662,7 @@ void chaos_run(std::size_t total, std::size_t per_round, std::chrono::seconds ro
 
 } // namespace
 
-TEST_CASE("exactly once under chaos: each offload resolves once, as allowed, and nothing leaks", "[chaos]") {
+TEST_CASE("exactly once under chaos: every offload resolves once as allowed and nothing leaks", "[chaos]") {
     chaos_run(1'600, 200, 60s);
 }
 

@@ -301,7 +301,7 @@ TEST_CASE("process_pool: a result that arrives after break_pool failed its call 
     });
 }
 
-TEST_CASE("process_pool: a worker that dies after shutdown() is replaced while calls are queued, so they still run",
+TEST_CASE("process_pool: a worker that dies after shutdown() is replaced while calls are queued so that they still run",
           "[process_pool][crash][shutdown]") {
     // shutdown without cancel_pending lets queued calls run; a worker dying
     // during that drain (its call crashed, or someone killed it) must not
