@@ -3,6 +3,7 @@
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task_handle.hpp>
+#include <offload/to_thread.hpp>
 #include <offload/wait_for.hpp>
 
 #include "pp_workers.hpp"
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -253,6 +255,100 @@ TEST_CASE("process_pool: with crash_policy::break_pool a crash fails pending and
             bool workers_gone = co_await eventually([&pool] { return pool.worker_pids().empty(); });
             CHECK(workers_gone);
         }(pool));
+    });
+}
+
+namespace {
+int die_after_ms(int ms) {
+    ::usleep(static_cast<useconds_t>(ms) * 1000);
+    std::raise(SIGKILL);
+    return 0;
+}
+int twice(int x) { return 2 * x; }
+} // namespace
+
+TEST_CASE("process_pool: a result that arrives after break_pool failed its call is not counted again",
+          "[process_pool][crash]") {
+    // The loop is held while one worker dies and then the other's result
+    // arrives: the death, seen first, breaks the pool and fails the running
+    // call; its result, read next, must not take it off the busy count a
+    // second time (busy wrapped to 2^64 - 1, and the loop then spun before
+    // every wait, expecting a result that would never come).
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << offload::to_string(how));
+    without_leaks([how] {
+        process_pool pool({.workers = 2, .start = how, .on_crash = crash_policy::break_pool});
+        run([](process_pool& pool) -> task<> {
+            auto answering = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, pp::sleep_ms, 150); },
+                std::ref(pool));
+            auto dying = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, die_after_ms, 30); },
+                std::ref(pool));
+            bool both_busy = co_await eventually([&pool] { return pool.stats().busy == 2; });
+            REQUIRE(both_busy);
+            std::this_thread::sleep_for(500ms); // holds the loop: the death, then the result, wait for it
+            REQUIRE_THROWS_AS(co_await dying, worker_crashed);
+            try {
+                co_await answering; // broken_executor, or its value if the result was read first
+            } catch (const broken_executor&) {
+            }
+            co_await sleep(50ms);
+            auto st = pool.stats();
+            CHECK(st.busy == 0);
+            CHECK(st.submitted == st.completed + st.failed + st.cancelled);
+        }(pool));
+    });
+}
+
+TEST_CASE("process_pool: a worker that dies after shutdown() is replaced while calls are queued so that they still run",
+          "[process_pool][crash][shutdown]") {
+    // shutdown without cancel_pending lets queued calls run; a worker dying
+    // during that drain (its call crashed, or someone killed it) must not
+    // strand them: they used to wait forever, with no worker left to run them.
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    auto way = GENERATE(0, 1, 2);
+    INFO("start method: " << offload::to_string(how) << ", shutdown "
+                          << (way == 0   ? "(wait = false)"
+                              : way == 1 ? "(wait = true) from another thread"
+                                         : "(wait = true) on the loop's thread"));
+    without_leaks([how, way] {
+        process_pool pool({.workers = 1, .start = how});
+        run([](process_pool& pool, int way) -> task<> {
+            auto dying = create_task(
+                [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, die_after_ms, 300); },
+                std::ref(pool));
+            bool running = co_await eventually([&pool] { return pool.stats().busy == 1; });
+            REQUIRE(running);
+            std::vector<task_handle<int>> queued;
+            for (int i = 0; i < 3; ++i) // bounded, so that a stranded call fails the test instead of hanging it
+                queued.push_back(create_task(
+                    [](process_pool& p, int i) -> task<int> {
+                        co_return co_await wait_for(run_in_executor(p, twice, i), 15s);
+                    },
+                    std::ref(pool), i));
+            bool waiting = co_await eventually([&pool] { return pool.stats().queued == 3; });
+            REQUIRE(waiting);
+            if (way == 0)
+                pool.shutdown(false, false);
+            else if (way == 1)
+                co_await to_thread([&pool] { pool.shutdown(true, false); });
+            else
+                pool.shutdown(true, false); // drives the pool without the loop until every worker has exited
+            REQUIRE_THROWS_AS(co_await dying, worker_crashed);
+            for (int i = 0; i < 3; ++i) {
+                int v = -1;
+                try {
+                    v = co_await queued[static_cast<std::size_t>(i)];
+                } catch (const timeout_error&) {
+                }
+                CHECK(v == 2 * i);
+            }
+            REQUIRE_THROWS_AS(co_await run_in_executor(pool, twice, 1), executor_closed);
+            bool gone = co_await eventually([&pool] { return pool.worker_pids().empty(); });
+            CHECK(gone);
+            CHECK(pool.stats().respawns == 1);
+        }(pool, way));
     });
 }
 

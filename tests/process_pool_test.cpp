@@ -22,6 +22,7 @@
 #include <stdexcept>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -320,6 +321,37 @@ TEST_CASE("process_pool: shutdown from another thread lets running calls finish,
             REQUIRE_THROWS_AS(co_await run_in_executor(pool, add, 1, 2), executor_closed);
             CHECK(pool.worker_pids().empty());
         }(pool));
+    });
+}
+
+TEST_CASE("process_pool: shutdown from another thread while the first call binds the pool to its loop",
+          "[process_pool][shutdown]") {
+    // shutdown() decides under the pool's mutex whether a loop owns the pool
+    // (then the loop shuts it down) or not (then the calling thread does): the
+    // first call, which binds the pool, must decide under the same mutex. It
+    // did not (a data race that TSan reports; and a shutdown that saw no loop
+    // ran on its thread while the loop took the pool). The thread sleeps
+    // instead of synchronizing, so nothing but that mutex orders the two.
+    auto how = GENERATE(start_method::fork, start_method::forkserver);
+    INFO("start method: " << offload::to_string(how));
+    test::without_leaks([how] {
+        process_pool pool({.workers = 1, .start = how});
+        std::thread other([&pool] {
+            std::this_thread::sleep_for(20ms);
+            pool.shutdown(false, false);
+        });
+        int r = run([](process_pool& pool) -> task<int> {
+            try {
+                co_return co_await run_in_executor(pool, sleep_ms, 100); // binds the pool, unless it is closed
+            } catch (const executor_closed&) {
+                co_return -1;
+            }
+        }(pool));
+        other.join();
+        CHECK((r == 100 || r == -1));
+        REQUIRE_THROWS_AS(
+            run([](process_pool& pool) -> task<int> { co_return co_await run_in_executor(pool, add, 1, 2); }(pool)),
+            executor_closed);
     });
 }
 

@@ -129,7 +129,7 @@ private:
     std::string broken_why_;
     bool in_destructor_ = false;
 
-    mutable std::mutex mu_; // guards the cross-thread parts: closed_, all_exited_, and the condvar
+    mutable std::mutex mu_; // guards the cross-thread parts: closed_, loop_ (its writes), all_exited_, the condvar
     std::condition_variable exited_cv_;
     std::atomic<bool> closed_{false};
     bool all_exited_ = false;
@@ -186,10 +186,16 @@ OFFLOAD_DECL process_pool_core::~process_pool_core() {
 
 OFFLOAD_DECL void process_pool_core::bind(loop_core& loop) {
     if (loop_ == &loop) return;
-    if (loop_)
-        throw std::logic_error("offload: a process_pool serves one event loop at a time and this one is bound to "
-                               "another loop (thread); give each loop its own pool");
-    loop_ = &loop;
+    {
+        // Under mu_, as shutdown() reads loop_ from any thread: a shutdown that
+        // found no loop runs on its own thread, so no loop may take the pool after it.
+        std::lock_guard lk(mu_);
+        if (loop_)
+            throw std::logic_error("offload: a process_pool serves one event loop at a time and this one is bound to "
+                                   "another loop (thread); give each loop its own pool");
+        if (closed_.load()) std::rethrow_exception(closed_error());
+        loop_ = &loop;
+    }
     loop.add_observer(this);
     loop.set_io(
         eventfd_, false, [this] { on_event(); }, false);
@@ -212,13 +218,17 @@ OFFLOAD_DECL void process_pool_core::unbind() noexcept {
         loop_->remove_timer(s.get());
         s->loop = nullptr;
     }
+    std::lock_guard lk(mu_);
     loop_ = nullptr;
 }
 
 OFFLOAD_DECL void process_pool_core::loop_closing() noexcept {
     // The loop's tasks are gone (their calls detached); keep the workers for the next loop.
     loop_core* l = loop_;
-    loop_ = nullptr;
+    {
+        std::lock_guard lk(mu_);
+        loop_ = nullptr;
+    }
     for (auto& s : workers_) {
         if (s->pidfd >= 0) l->clear_io(s->pidfd, false);
         l->remove_timer(s.get());
@@ -312,8 +322,9 @@ OFFLOAD_DECL void process_pool_core::on_message(worker_process& w) noexcept {
         start_kills_ = 0;
         if (loop_) loop_->remove_timer(&w);
         if (w.st == worker_process::state::starting) w.st = worker_process::state::idle;
-        if (closed_.load() && w.st == worker_process::state::idle) retire(w);
         dispatch();
+        // Ready after shutdown() (a replacement while queued calls drain): it leaves once nothing is queued.
+        if (closed_.load() && w.st == worker_process::state::idle && pending_.empty()) retire(w);
         return;
     }
     if (kind != msg_kind::result || w.st != worker_process::state::busy) return;
@@ -321,8 +332,9 @@ OFFLOAD_DECL void process_pool_core::on_message(worker_process& w) noexcept {
     counters_.run_time.record(static_cast<std::uint64_t>((clock::now() - w.dispatched).count()));
     std::size_t size = w.to_parent.hdr()->size;
     counters_.bytes_received.fetch_add(size, std::memory_order_relaxed);
-    counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     process_call* c = std::exchange(w.call, nullptr);
+    // No call: break_pool already failed it, and took it off the busy count.
+    if (c) counters_.busy.fetch_sub(1, std::memory_order_relaxed);
     w.st = worker_process::state::idle;
     ++w.tasks;
     if (w.killed) w.st = worker_process::state::retiring; // dying: never dispatch to it

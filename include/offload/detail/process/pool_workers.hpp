@@ -173,13 +173,17 @@ OFFLOAD_DECL void process_pool_core::on_exit(worker_process& w, int status) noex
     // was ready says nothing about the next one: replace it, a few times in a row.
     const bool killed_while_starting = !w.hello && !w.killed && sig == SIGKILL && ++start_kills_ <= max_start_kills;
     if (killed_while_starting) counters_.crashes.fetch_add(1, std::memory_order_relaxed);
-    if (!w.hello && !killed_while_starting && !in_destructor_ && !closed_.load()) {
+    // Shut down without cancel_pending, the queued calls still run: a worker that
+    // dies during that drain is replaced while any is queued, or they would wait
+    // forever with no worker left to run them.
+    const bool draining = closed_.load() && !broken_ && !in_destructor_ && !pending_.empty();
+    if (!w.hello && !killed_while_starting && !in_destructor_ && (!closed_.load() || draining)) {
         // It never became ready (the initializer threw, a spawned program did not
         // call worker_main, a crash while starting): restarting would fail the same way.
         break_pool(startup_failure(w, old, sig, code));
         return;
     }
-    if (closed_.load() || broken_) {
+    if (broken_ || (closed_.load() && !draining)) {
         check_all_exited();
         return;
     }
