@@ -488,6 +488,29 @@ TEST_CASE("queue: a getter handed an item and then cancelled after shutdown(true
     }());
 }
 
+TEST_CASE("queue: a join woken and then cancelled before it ran throws", "[queue][giveback]") {
+    run([]() -> task<> {
+        queue<int> q;
+        CHECK(q.try_put(1));
+        bool j_returned = false, k_returned = false;
+        auto joiner = [](queue<int>& qu, bool& returned) -> task<> {
+            co_await qu.join();
+            returned = true;
+        };
+        auto j = create_task(joiner, std::ref(q), std::ref(j_returned));
+        auto k = create_task(joiner, std::ref(q), std::ref(k_returned));
+        co_await settle();
+        CHECK(q.try_get() == 1);
+        q.task_done(); // wakes j and k
+        j.cancel();    // before j ran: nothing to give back, its join() throws
+        REQUIRE_THROWS_AS(co_await j, cancelled_error);
+        CHECK_FALSE(j_returned);
+        co_await k;
+        CHECK(k_returned);
+        co_await q.join();
+    }());
+}
+
 TEST_CASE("queue: a frame destroyed after it was handed an item puts the item back", "[queue][giveback]") {
     queue<std::unique_ptr<int>> q;
     {

@@ -462,16 +462,21 @@ private:
 /// Fairness: waiting getters and putters are served in FIFO order, by hand-off:
 /// an item put while tasks wait in get() goes to the oldest of them, even if
 /// another task calls get() before that one runs; a get() from a full queue
-/// moves the oldest waiting put()'s item in at once.
+/// reserves the room it frees for the oldest waiting put(), whose item goes in
+/// when that task runs (full() stays true meanwhile: try_put cannot barge in).
 ///
 /// Thread safety: loop-local; not thread-safe (from another thread, go through
 /// event_loop::call_soon_threadsafe). It may be constructed outside a loop. In
 /// debug mode, a call from another thread while tasks wait on it throws
 /// std::logic_error.
-/// Cancellation: a cancelled put() did not put its item (it is destroyed with
-/// the awaiter); a cancelled get() took no item. A put() or get() that was
-/// already served completes normally, and the cancellation is thrown at the
-/// task's next suspension point: no item is ever lost or duplicated.
+/// Cancellation (asyncio's model): a cancelled put() throws cancelled_error and
+/// did not put its item (it is destroyed with the awaiter); a cancelled get()
+/// throws cancelled_error and took no item. This holds until the task resumes:
+/// a get() handed an item whose task has not run yet gives the item back (to
+/// the next waiting get(), else to the front of the queue, where the next
+/// get() takes it), and a put() granted room gives the room to the next put().
+/// Once the task has resumed, the item is its own, and a cancellation is
+/// thrown at its next await. No item is ever lost or duplicated.
 /// Shutdown: see shutdown(); consumers typically loop until get() throws
 /// queue_shut_down.
 /// Example: `co_await q.put(job);` in producers, `auto job = co_await q.get(); …; q.task_done();` in workers.
@@ -485,7 +490,9 @@ public:
 /// A queue whose get() returns the item put last (asyncio.LifoQueue): a stack
 /// between tasks. Same API, fairness, thread safety, cancellation and
 /// shutdown as queue<T>; only the order of the items differs. An item put
-/// while tasks wait in get() still goes to the oldest waiting getter.
+/// while tasks wait in get() still goes to the oldest waiting getter; one
+/// given back by a get() cancelled before it ran goes back on top, so the next
+/// get() takes it (asyncio would keep it under the items put after it).
 /// Example: `lifo_queue<int> s; s.try_put(1); s.try_put(2); s.try_get(); // 2`
 template <class T>
 class lifo_queue : public detail::queue_core<T, detail::lifo_storage<T>> {
@@ -504,7 +511,8 @@ public:
 /// std::greater<T> it is the largest. Items that compare equivalent come out
 /// in no particular order: put (priority, sequence number) pairs to keep FIFO
 /// order among equal priorities. An item put while tasks wait in get() goes
-/// to the oldest waiting getter at once (the queue is then empty).
+/// to the oldest waiting getter at once (the queue is then empty); one given
+/// back by a get() cancelled before it ran goes back into the heap.
 /// Example: `priority_queue<std::pair<int, std::string>> jobs; co_await jobs.put({0, "urgent"});`
 template <class T, class Compare = std::less<T>>
 class priority_queue : public detail::queue_core<T, detail::heap_storage<T, Compare>> {
