@@ -511,6 +511,52 @@ TEST_CASE("queue: a join woken and then cancelled before it ran throws", "[queue
     }());
 }
 
+TEST_CASE("queue: random cancellations of getters and putters never lose or duplicate an item",
+          "[queue][giveback]") {
+    // An item counts as taken when a get() task returns it (a task that ends
+    // cancelled returns nothing), and as put when a put() task completes.
+    run([]() -> task<> {
+        queue<int> q(2);
+        std::vector<task_handle<int>> getters;
+        std::vector<task_handle<bool>> putters;
+        std::vector<int> got;
+        unsigned seed = 4242;
+        auto next = [&seed] { return (seed = seed * 1103515245u + 12345u) >> 16; };
+        auto putter = [](queue<int>& qu, int v) -> task<bool> {
+            co_await qu.put(v);
+            co_return true;
+        };
+        auto getter = [](queue<int>& qu) -> task<int> { co_return co_await qu.get(); };
+        int n = 0;
+        for (int i = 0; i < 400; ++i) {
+            if (next() % 2 == 0)
+                putters.push_back(create_task(putter, std::ref(q), n++));
+            else
+                getters.push_back(create_task(getter, std::ref(q)));
+            if (next() % 3 == 0 && !getters.empty()) getters[next() % getters.size()].cancel();
+            if (next() % 3 == 0 && !putters.empty()) putters[next() % putters.size()].cancel();
+            if (next() % 5 == 0)
+                if (auto v = q.try_get()) got.push_back(*v);
+            if (next() % 3 == 0) co_await sleep(0ms);
+        }
+        co_await settle();
+        for (auto& t : getters) t.cancel();
+        for (auto& t : putters) t.cancel();
+        co_await settle();
+        std::vector<int> put_ok;
+        for (std::size_t i = 0; i < putters.size(); ++i)
+            if (putters[i].done() && !putters[i].cancelled()) put_ok.push_back(static_cast<int>(i));
+        for (auto& g : getters)
+            if (g.done() && !g.cancelled()) got.push_back(g.result());
+        std::vector<int> seen = got;
+        while (auto v = q.try_get()) seen.push_back(*v);
+        std::sort(seen.begin(), seen.end());
+        CHECK(seen == put_ok); // each item put is taken or still there, exactly once
+        CHECK(put_ok.size() > 20);
+        CHECK_FALSE(got.empty());
+    }());
+}
+
 TEST_CASE("queue: a frame destroyed after it was handed an item puts the item back", "[queue][giveback]") {
     queue<std::unique_ptr<int>> q;
     {

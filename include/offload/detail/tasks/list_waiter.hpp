@@ -65,10 +65,15 @@ struct list_waiter : waiter, list_hook {
 
     /// First thing in every await_resume: the task runs again, so the outcome
     /// is its own from now on (a later cancellation waits for its next await).
-    /// Throws cancelled_error if the wait was cancelled, before or after serve().
-    void finish_wait() {
+    void end_wait() noexcept {
         served = false;
         disarm();
+    }
+
+    /// end_wait(), then throws cancelled_error if the wait was cancelled,
+    /// before or after serve().
+    void finish_wait() {
+        end_wait();
         throw_if_cancelled();
     }
 

@@ -53,8 +53,9 @@ public:
         bool await_ready() noexcept { return pool->try_take(); }
         bool await_suspend(std::coroutine_handle<> h) { return suspend_in(pool->waiters_, h); }
         void await_resume() {
+            end_wait(); // first: resumed() may hand permits on
             pool->resumed(this);
-            finish_wait();
+            throw_if_cancelled();
         }
         // Cancelled after the grant, before the task ran: the permit goes on.
         void give_back() noexcept {
