@@ -83,7 +83,7 @@ public:
         // await_resume: acquire_awaiter's (leave the mutex's line, throw if cancelled).
 
         // Before the task resumed (the mutex may already be handed to it: it
-        // keeps it, and throws); finish_wait() disarms us as it resumes.
+        // keeps it, and throws); await_resume disarms us as the task resumes.
         void cancel() noexcept override {
             if (cancelled) return;
             cancelled = true; // thrown once the mutex is ours
