@@ -511,8 +511,7 @@ TEST_CASE("queue: a join woken and then cancelled before it ran throws", "[queue
     }());
 }
 
-TEST_CASE("queue: random cancellations of getters and putters never lose or duplicate an item",
-          "[queue][giveback]") {
+TEST_CASE("queue: random cancellations of getters and putters never lose or duplicate an item", "[queue][giveback]") {
     // An item counts as taken when a get() task returns it (a task that ends
     // cancelled returns nothing), and as put when a put() task completes.
     run([]() -> task<> {
