@@ -128,7 +128,28 @@ TEST_CASE("barrier: a waiter cancelled while the round fills leaves it without b
     }());
 }
 
-TEST_CASE("barrier: a waiter cancelled after the release still returns its index", "[barrier]") {
+TEST_CASE("barrier: a waiter cancelled after the release, before it ran, throws; the round stays complete",
+          "[barrier][giveback]") {
+    // asyncio's model: the released waiter has not resumed, so its wait()
+    // throws cancelled_error; nothing is given back, the others pass.
+    run([]() -> task<> {
+        barrier b(3);
+        std::vector<std::size_t> indices;
+        auto t = create_task(wait_and_record(b, indices));
+        auto u = create_task(wait_and_record(b, indices));
+        co_await settle();
+        std::size_t mine = co_await b.wait(); // releases t and u, which have not run yet
+        t.cancel();
+        REQUIRE_THROWS_AS(co_await t, cancelled_error);
+        co_await u;
+        CHECK(mine == 2);
+        CHECK(indices == std::vector<std::size_t>{1}); // u's; t returned none
+        CHECK_FALSE(b.broken());
+        CHECK(b.n_waiting() == 0);
+    }());
+}
+
+TEST_CASE("barrier: a cancel once the released waiter ran is thrown at its next await", "[barrier]") {
     run([]() -> task<> {
         barrier b(2);
         std::vector<std::size_t> indices;
@@ -139,7 +160,8 @@ TEST_CASE("barrier: a waiter cancelled after the release still returns its index
             },
             std::ref(b), std::ref(indices));
         co_await settle();
-        std::size_t mine = co_await b.wait(); // releases t, which has not run yet
+        std::size_t mine = co_await b.wait(); // releases t
+        co_await settle();
         t.cancel();
         REQUIRE_THROWS_AS(co_await t, cancelled_error);
         CHECK(mine == 1);

@@ -259,25 +259,71 @@ TEST_CASE("condition: a waiter cancelled as it is notified passes the notificati
     }());
 }
 
-TEST_CASE("condition: a cancel after the lock was handed back is thrown at the next await", "[condition]") {
+TEST_CASE("condition: a wait cancelled after the lock was handed back, before it ran, throws holding it",
+          "[condition]") {
     run([]() -> task<> {
         condition cv;
         bool returned = false;
+        bool held_when_thrown = false;
         auto t = create_task(
-            [](condition& c, bool& r) -> task<> {
+            [](condition& c, bool& r, bool& held) -> task<> {
                 auto g = co_await c.scoped_lock();
-                co_await c.wait();
+                try {
+                    co_await c.wait();
+                } catch (const cancelled_error&) {
+                    held = c.locked();
+                    throw;
+                }
                 r = true;
-                co_await sleep(1h);
             },
-            std::ref(cv), std::ref(returned));
+            std::ref(cv), std::ref(returned), std::ref(held_when_thrown));
         co_await settle();
         co_await cv.lock();
         cv.notify();
         cv.unlock(); // hands the lock to t, which has not run yet
         t.cancel();
         REQUIRE_THROWS_AS(co_await t, cancelled_error);
-        CHECK(returned);
+        CHECK_FALSE(returned);
+        CHECK(held_when_thrown);
+        CHECK_FALSE(cv.locked());
+    }());
+}
+
+TEST_CASE("condition: a waiter handed the lock and cancelled before it ran passes the notification on",
+          "[condition][giveback]") {
+    // asyncio's test_cancelled_wakeup_relock: c0 is notified, gets the lock
+    // back, and is cancelled before it runs; c1 gets the notification instead.
+    run([]() -> task<> {
+        condition cv;
+        int state = 0;
+        int consumed0 = 0, consumed1 = 0;
+        auto consumer = [](condition& c, int& s, int& consumed) -> task<> {
+            auto g = co_await c.scoped_lock();
+            for (;;) {
+                co_await c.wait_for([&] { return s != 0; });
+                if (s < 0) co_return;
+                --s;
+                ++consumed;
+            }
+        };
+        auto c0 = create_task(consumer, std::ref(cv), std::ref(state), std::ref(consumed0));
+        auto c1 = create_task(consumer, std::ref(cv), std::ref(state), std::ref(consumed1));
+        co_await settle();
+        co_await cv.lock();
+        state += 1;
+        cv.notify(1); // to c0
+        cv.unlock();  // the lock goes to c0, which has not run yet
+        c0.cancel();  // c0 throws (holding the lock) and passes the notification to c1
+        REQUIRE_THROWS_AS(co_await c0, cancelled_error);
+        co_await settle();
+        CHECK(state == 0); // c1 consumed the item, c0 never returned from wait()
+        CHECK(consumed0 == 0);
+        CHECK(consumed1 == 1);
+        co_await cv.lock();
+        state = -1;
+        cv.notify_all();
+        cv.unlock();
+        co_await c1;
         CHECK_FALSE(cv.locked());
     }());
 }

@@ -90,7 +90,30 @@ TEST_CASE("event: a cancelled waiter leaves and the others are still woken", "[e
     }());
 }
 
-TEST_CASE("event: a cancel after set delivers the wake-up and throws at the next await", "[event]") {
+TEST_CASE("event: a waiter cancelled after set, before it ran, throws at its wait", "[event][giveback]") {
+    // asyncio's model: the wake-up is not consumed; the await throws.
+    run([]() -> task<> {
+        event ev;
+        bool woke = false, other_woke = false;
+        auto body = [](event& e, bool& w) -> task<> {
+            co_await e.wait();
+            w = true;
+        };
+        auto t = create_task(body, std::ref(ev), std::ref(woke));
+        auto other = create_task(body, std::ref(ev), std::ref(other_woke));
+        co_await settle();
+        ev.set();
+        t.cancel();
+        REQUIRE_THROWS_AS(co_await t, cancelled_error);
+        CHECK(t.cancelled());
+        CHECK_FALSE(woke); // its wait() threw
+        co_await other;    // the others are still woken
+        CHECK(other_woke);
+        CHECK(ev.is_set());
+    }());
+}
+
+TEST_CASE("event: a cancel once the waiter ran is thrown at its next await", "[event]") {
     run([]() -> task<> {
         event ev;
         bool woke = false;
@@ -102,6 +125,7 @@ TEST_CASE("event: a cancel after set delivers the wake-up and throws at the next
         auto t = create_task(body, std::ref(ev), std::ref(woke));
         co_await settle();
         ev.set();
+        co_await settle();
         t.cancel();
         co_await settle();
         CHECK(woke);

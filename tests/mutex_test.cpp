@@ -120,7 +120,7 @@ TEST_CASE("mutex: a cancelled waiter does not take the lock", "[mutex]") {
     }());
 }
 
-TEST_CASE("mutex: a cancel after the hand-off keeps the lock until the guard unwinds", "[mutex]") {
+TEST_CASE("mutex: a cancel after the hand-off, before the task ran, throws at lock() and unlocks", "[mutex]") {
     run([]() -> task<> {
         mutex m;
         co_await m.lock();
@@ -128,16 +128,69 @@ TEST_CASE("mutex: a cancel after the hand-off keeps the lock until the guard unw
         auto body = [](mutex& mx, bool& g) -> task<> {
             auto guard = co_await mx.scoped_lock();
             g = true;
-            co_await sleep(1h); // throws the pending cancellation
         };
         auto t = create_task(body, std::ref(m), std::ref(got));
         co_await settle();
         m.unlock(); // handed to t, which has not run yet
+        CHECK(m.locked());
+        t.cancel(); // t gives the lock back
+        CHECK_FALSE(m.locked());
+        co_await settle();
+        CHECK_FALSE(got);
+        CHECK(t.cancelled());
+        CHECK_FALSE(m.locked());
+    }());
+}
+
+TEST_CASE("mutex: a cancel after the holder resumed is thrown at its next await; the guard unlocks", "[mutex]") {
+    run([]() -> task<> {
+        mutex m;
+        bool got = false;
+        auto body = [](mutex& mx, bool& g) -> task<> {
+            auto guard = co_await mx.scoped_lock();
+            g = true;
+            co_await sleep(1h);
+        };
+        auto t = create_task(body, std::ref(m), std::ref(got));
+        co_await settle();
+        CHECK(m.locked());
         t.cancel();
         co_await settle();
         CHECK(got);
         CHECK(t.cancelled());
         CHECK_FALSE(m.locked());
+    }());
+}
+
+TEST_CASE("mutex: unlocking then cancelling the woken waiter gives the lock to exactly the next one",
+          "[mutex][giveback]") {
+    // asyncio's test_cancel_release_race, with the unlock first: t1 was handed
+    // the lock but had not run; its cancel passes the lock to t2.
+    run([]() -> task<> {
+        mutex m;
+        int locked_count = 0;
+        auto lockit = [](mutex& mx, int& n) -> task<> {
+            co_await mx.lock();
+            ++n;
+        };
+        co_await m.lock();
+        auto t1 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        auto t2 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        auto t3 = create_task(lockit, std::ref(m), std::ref(locked_count));
+        co_await settle();
+        event_loop::current().call_soon([&] {
+            m.unlock();
+            t1.cancel();
+        });
+        REQUIRE_THROWS_AS(co_await t1, cancelled_error);
+        co_await settle();
+        CHECK(locked_count == 1);
+        CHECK(t2.done());
+        CHECK_FALSE(t3.done());
+        t3.cancel();
+        co_await settle();
+        CHECK(t3.cancelled());
+        CHECK(m.locked()); // t2 holds it (it never unlocked)
     }());
 }
 

@@ -74,10 +74,12 @@ TEST_CASE("queue: a full queue suspends put until a get makes room", "[queue]") 
         CHECK(done == 2);
         CHECK(q.full());
         CHECK(q.size() == 2);
-        int a = co_await q.get(); // makes room: the waiting put's item moves in
+        int a = co_await q.get(); // makes room: reserved for the waiting put, whose item goes in when it runs
         CHECK(a == 1);
-        CHECK(q.size() == 2);
+        CHECK(q.size() == 1);
+        CHECK(q.full()); // nobody else can take that room
         co_await p3;
+        CHECK(q.size() == 2);
         CHECK(done == 3);
         int b = co_await q.get();
         int c = co_await q.get();
@@ -151,7 +153,7 @@ TEST_CASE("queue: a putter woken when room frees keeps its place against a later
         int done = 0;
         auto p = create_task(put_and_count(q, 2, done));
         co_await settle();
-        CHECK(q.try_get() == 1); // room: p's item moves in although p has not run
+        CHECK(q.try_get() == 1); // room: reserved for p, although p has not run
         CHECK_FALSE(q.try_put(3)); // so a newcomer finds the queue full
         co_await p;
         CHECK(done == 1);
@@ -255,40 +257,319 @@ TEST_CASE("queue: a cancelled get loses no item", "[queue]") {
     }());
 }
 
-TEST_CASE("queue: a get cancelled after the hand-off still delivers the item", "[queue]") {
+TEST_CASE("queue: a get cancelled after the hand-off, before it ran, gives the item back", "[queue]") {
+    // The new rule (asyncio's): the item handed to t goes back into the queue,
+    // t's get() throws cancelled_error, and t never sees the item.
     run([]() -> task<> {
         queue<int> q;
         std::optional<int> got;
-        auto body = [](queue<int>& qu, std::optional<int>& out) -> task<> {
-            out = co_await qu.get();
-            co_await sleep(1h); // the pending cancellation is thrown here
-        };
+        auto body = [](queue<int>& qu, std::optional<int>& out) -> task<> { out = co_await qu.get(); };
         auto t = create_task(body, std::ref(q), std::ref(got));
         co_await settle();
         CHECK(q.try_put(42)); // handed to t, which has not run yet
-        t.cancel();
-        co_await settle();
-        CHECK(got == 42);
-        CHECK(t.cancelled());
         CHECK(q.empty());
+        t.cancel();
+        CHECK(q.size() == 1); // given back at once
+        co_await settle();
+        CHECK_FALSE(got.has_value());
+        CHECK(t.cancelled());
+        CHECK(q.try_get() == 42);
+        q.task_done();
+        co_await q.join(); // counted once: one task_done() finishes it
     }());
 }
 
-TEST_CASE("queue: a put cancelled after its item moved in stays put", "[queue]") {
+TEST_CASE("queue: a put cancelled after it was granted room, before it ran, does not put its item", "[queue]") {
     run([]() -> task<> {
         queue<int> q(1);
         co_await q.put(1);
         int done = 0;
         auto p = create_task(put_and_count(q, 2, done));
         co_await settle();
-        auto first = q.try_get(); // room: the waiting put's item moves in
+        auto first = q.try_get(); // room: reserved for the waiting put, which has not run yet
         CHECK(first == 1);
+        CHECK(q.full());
         p.cancel();
+        CHECK_FALSE(q.full()); // the room is free again
         co_await settle();
-        CHECK(done == 1);         // the put completed: its item is not thrown away
-        CHECK(p.cancelled());     // and the request is not lost: the task ends cancelled
-        CHECK(q.try_get() == 2);
+        CHECK(done == 0);
+        CHECK(p.cancelled()); // its put() threw cancelled_error: the caller may rely on "not put"
+        CHECK(q.empty());
+        CHECK(q.try_put(3));
+        CHECK(q.try_get() == 3);
     }());
+}
+
+// ---- cancellation after the hand-off, before the task ran (asyncio's model) ----
+
+namespace {
+
+// The scenario of the issue: h is handed an item, then cancelled before it
+// runs. Under the old rule h returned the item and ended cancelled: the item
+// was lost. Now it stays in the queue.
+template <class Q>
+task<> handed_item_survives_cancel(Q& q, int after, int first, int second) {
+    auto h = create_task([](Q& qu) -> task<int> { co_return co_await qu.get(); }, std::ref(q));
+    co_await settle(); // h waits in get()
+    CHECK(q.try_put(7)); // 7 is handed to h; h's wake-up is queued
+    CHECK(q.try_put(after));
+    h.cancel(); // before h runs
+    co_await settle();
+    CHECK(h.cancelled());
+    std::vector<int> got;
+    while (auto v = q.try_get()) got.push_back(*v);
+    CHECK(got == std::vector<int>{first, second});
+}
+
+} // namespace
+
+TEST_CASE("queue: an item handed to a getter cancelled before it ran is not lost", "[queue][giveback]") {
+    run([]() -> task<> {
+        queue<int> q;
+        co_await handed_item_survives_cancel(q, 8, 7, 8); // back at the front
+    }());
+}
+
+TEST_CASE("lifo_queue: an item handed to a getter cancelled before it ran is not lost", "[queue][lifo][giveback]") {
+    run([]() -> task<> {
+        lifo_queue<int> q;
+        co_await handed_item_survives_cancel(q, 8, 7, 8); // back on top: the next get takes it
+    }());
+}
+
+TEST_CASE("priority_queue: an item handed to a getter cancelled before it ran is not lost",
+          "[queue][priority][giveback]") {
+    run([]() -> task<> {
+        priority_queue<int> q;
+        co_await handed_item_survives_cancel(q, 8, 7, 8); // back into the heap
+        co_await settle();
+        priority_queue<int> q2;
+        co_await handed_item_survives_cancel(q2, 1, 1, 7);
+    }());
+}
+
+TEST_CASE("queue: the item of a getter cancelled before it ran goes to the next waiting getter", "[queue][giveback]") {
+    // asyncio's test_get_cancelled_race, with the cancel after the wake-up: the
+    // item goes on to the next getter, and order is kept.
+    run([]() -> task<> {
+        queue<int> q;
+        std::vector<int> got1, got2, got3;
+        auto g1 = create_task(get_into(q, got1));
+        auto g2 = create_task(get_into(q, got2));
+        auto g3 = create_task(get_into(q, got3));
+        co_await settle();
+        CHECK(q.try_put(1)); // to g1
+        CHECK(q.try_put(2)); // to g2
+        g1.cancel();         // 1 goes to g3
+        co_await settle();
+        CHECK(g1.cancelled());
+        CHECK(got1.empty());
+        CHECK(got2 == std::vector<int>{2});
+        CHECK(got3 == std::vector<int>{1});
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: a get cancelled by wait_for's timeout after the hand-off leaves the item", "[queue][giveback]") {
+    // The timeout cancels the get at the moment the item arrives: whichever
+    // wins, the item is either returned or still in the queue, never lost.
+    run([]() -> task<> {
+        queue<int> q;
+        std::optional<int> got;
+        bool timed_out = false;
+        auto t = create_task(
+            [](queue<int>& qu, std::optional<int>& out, bool& to) -> task<> {
+                try {
+                    out = co_await wait_for(qu.get(), 0ms);
+                } catch (const timeout_error&) {
+                    to = true;
+                }
+            },
+            std::ref(q), std::ref(got), std::ref(timed_out));
+        co_await sleep(0ms);
+        (void)q.try_put(5);
+        co_await t;
+        CHECK(got.has_value() != timed_out);
+        if (timed_out) CHECK(q.try_get() == 5);
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: a putter granted room and cancelled before it ran passes the room on", "[queue][giveback]") {
+    // asyncio's test_put_cancelled_race, with the cancel after the wake-up:
+    // p2's room goes to p3, and the items keep the putters' order.
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done1 = 0, done2 = 0, done3 = 0;
+        auto p1 = create_task(put_and_count(q, 2, done1));
+        co_await settle();
+        auto p2 = create_task(put_and_count(q, 3, done2));
+        co_await settle();
+        auto p3 = create_task(put_and_count(q, 4, done3));
+        co_await settle();
+        CHECK(q.try_get() == 1); // room for p1
+        CHECK_FALSE(q.try_put(99)); // reserved: no barging
+        co_await settle();
+        CHECK(done1 == 1);
+        CHECK(q.try_get() == 2); // room for p2
+        p2.cancel();             // before p2 ran: the room goes to p3
+        CHECK(q.full());
+        CHECK_FALSE(q.try_put(99));
+        co_await settle();
+        CHECK(p2.cancelled());
+        CHECK(done2 == 0);
+        CHECK(done3 == 1);
+        CHECK(q.try_get() == 4);
+        CHECK(q.empty());
+    }());
+}
+
+TEST_CASE("queue: a granted putter whose item goes to a getter frees its room for the next putter",
+          "[queue][giveback]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        int done1 = 0, done2 = 0;
+        auto p1 = create_task(put_and_count(q, 2, done1));
+        co_await settle();
+        auto p2 = create_task(put_and_count(q, 3, done2));
+        co_await settle();
+        CHECK(q.try_get() == 1); // room reserved for p1, which has not run
+        std::vector<int> got;
+        auto g = create_task(get_into(q, got)); // the queue is empty: g waits
+        co_await settle();
+        CHECK(done1 == 1);
+        CHECK(got == std::vector<int>{2}); // p1's item went straight to g
+        CHECK(done2 == 1);                 // and p1's room to p2
+        CHECK(q.try_get() == 3);
+        co_await g;
+    }());
+}
+
+TEST_CASE("queue: shutdown refuses a putter granted room that has not run yet", "[queue][giveback][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q(1);
+        CHECK(q.try_put(1));
+        bool refused = false;
+        auto p = create_task(
+            [](queue<int>& qu, bool& r) -> task<> {
+                try {
+                    co_await qu.put(2);
+                } catch (const queue_shut_down&) {
+                    r = true;
+                }
+            },
+            std::ref(q), std::ref(refused));
+        co_await settle();
+        CHECK(q.try_get() == 1); // room reserved for p
+        q.shutdown();
+        co_await p;
+        CHECK(refused);
+        CHECK(q.empty()); // 2 was not put
+        q.task_done();
+        co_await q.join();
+    }());
+}
+
+TEST_CASE("queue: a getter handed an item and then cancelled after shutdown(true) drops it, counted done",
+          "[queue][giveback][shutdown]") {
+    run([]() -> task<> {
+        queue<int> q;
+        auto h = create_task([](queue<int>& qu) -> task<int> { co_return co_await qu.get(); }, std::ref(q));
+        co_await settle();
+        CHECK(q.try_put(7)); // handed to h
+        q.shutdown(true);
+        h.cancel();
+        co_await settle();
+        CHECK(h.cancelled());
+        co_await q.join(); // the dropped item counts as done
+        REQUIRE_THROWS_AS(q.try_get(), queue_shut_down);
+    }());
+}
+
+TEST_CASE("queue: a join woken and then cancelled before it ran throws", "[queue][giveback]") {
+    run([]() -> task<> {
+        queue<int> q;
+        CHECK(q.try_put(1));
+        bool j_returned = false, k_returned = false;
+        auto joiner = [](queue<int>& qu, bool& returned) -> task<> {
+            co_await qu.join();
+            returned = true;
+        };
+        auto j = create_task(joiner, std::ref(q), std::ref(j_returned));
+        auto k = create_task(joiner, std::ref(q), std::ref(k_returned));
+        co_await settle();
+        CHECK(q.try_get() == 1);
+        q.task_done(); // wakes j and k
+        j.cancel();    // before j ran: nothing to give back, its join() throws
+        REQUIRE_THROWS_AS(co_await j, cancelled_error);
+        CHECK_FALSE(j_returned);
+        co_await k;
+        CHECK(k_returned);
+        co_await q.join();
+    }());
+}
+
+TEST_CASE("queue: random cancellations of getters and putters never lose or duplicate an item", "[queue][giveback]") {
+    // An item counts as taken when a get() task returns it (a task that ends
+    // cancelled returns nothing), and as put when a put() task completes.
+    run([]() -> task<> {
+        queue<int> q(2);
+        std::vector<task_handle<int>> getters;
+        std::vector<task_handle<bool>> putters;
+        std::vector<int> got;
+        unsigned seed = 4242;
+        auto next = [&seed] { return (seed = seed * 1103515245u + 12345u) >> 16; };
+        auto putter = [](queue<int>& qu, int v) -> task<bool> {
+            co_await qu.put(v);
+            co_return true;
+        };
+        auto getter = [](queue<int>& qu) -> task<int> { co_return co_await qu.get(); };
+        int n = 0;
+        for (int i = 0; i < 400; ++i) {
+            if (next() % 2 == 0)
+                putters.push_back(create_task(putter, std::ref(q), n++));
+            else
+                getters.push_back(create_task(getter, std::ref(q)));
+            if (next() % 3 == 0 && !getters.empty()) getters[next() % getters.size()].cancel();
+            if (next() % 3 == 0 && !putters.empty()) putters[next() % putters.size()].cancel();
+            if (next() % 5 == 0)
+                if (auto v = q.try_get()) got.push_back(*v);
+            if (next() % 3 == 0) co_await sleep(0ms);
+        }
+        co_await settle();
+        for (auto& t : getters) t.cancel();
+        for (auto& t : putters) t.cancel();
+        co_await settle();
+        std::vector<int> put_ok;
+        for (std::size_t i = 0; i < putters.size(); ++i)
+            if (putters[i].done() && !putters[i].cancelled()) put_ok.push_back(static_cast<int>(i));
+        for (auto& g : getters)
+            if (g.done() && !g.cancelled()) got.push_back(g.result());
+        std::vector<int> seen = got;
+        while (auto v = q.try_get()) seen.push_back(*v);
+        std::sort(seen.begin(), seen.end());
+        CHECK(seen == put_ok); // each item put is taken or still there, exactly once
+        CHECK(put_ok.size() > 20);
+        CHECK_FALSE(got.empty());
+    }());
+}
+
+TEST_CASE("queue: a frame destroyed after it was handed an item puts the item back", "[queue][giveback]") {
+    queue<std::unique_ptr<int>> q;
+    {
+        event_loop loop;
+        loop.run_until_complete([](queue<std::unique_ptr<int>>& qu) -> task<> {
+            auto getter = [](queue<std::unique_ptr<int>>& x) -> task<> { auto v = co_await x.get(); };
+            create_task(getter, std::ref(qu));
+            co_await sleep(0ms);
+            CHECK(qu.try_put(std::make_unique<int>(3))); // handed; the getter never runs
+        }(q));
+    } // ~event_loop destroys the served frame
+    auto back = q.try_get();
+    REQUIRE(back.has_value());
+    CHECK(**back == 3);
 }
 
 TEST_CASE("queue: move-only items", "[queue]") {

@@ -3,6 +3,7 @@
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task_handle.hpp>
+#include <offload/wait_for.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -161,18 +162,18 @@ TEST_CASE("semaphore: a cancelled waiter is skipped, later waiters keep their or
     }());
 }
 
-TEST_CASE("semaphore: a waiter cancelled after it was handed a permit keeps it; none is lost", "[semaphore]") {
-    // asyncio's test_acquire_cancel_before_awaited, under offload's cancellation
-    // protocol: the permit already handed to t1 is delivered (its cancellation
-    // is thrown at its next await), t2 (still queued) leaves, t3 gets the second
-    // permit, t4 keeps waiting; when everybody gives back, the count is whole.
+TEST_CASE("semaphore: a waiter cancelled after it was handed a permit passes it on; none is lost", "[semaphore]") {
+    // asyncio's test_acquire_cancel_before_awaited, with the cancels after the
+    // release: t1's permit, handed before it ran, goes on to t2, which is
+    // cancelled too (after its grant) and passes it to t3; the second permit
+    // goes to t4. When everybody gives back, the count is whole.
     run([]() -> task<> {
         semaphore sem(0);
         int held = 0; // how many tasks ever entered
         auto hold = [](semaphore& s, int& h) -> task<> {
             auto g = co_await s.scoped_acquire();
             ++h;
-            co_await sleep(1h); // the cancellation lands here
+            co_await sleep(1h);
         };
         auto t1 = create_task(hold, std::ref(sem), std::ref(held));
         auto t2 = create_task(hold, std::ref(sem), std::ref(held));
@@ -180,13 +181,13 @@ TEST_CASE("semaphore: a waiter cancelled after it was handed a permit keeps it; 
         auto t4 = create_task(hold, std::ref(sem), std::ref(held));
         co_await settle();
         sem.release(); // to t1
-        t1.cancel();
-        t2.cancel();
-        sem.release(); // to t3 (t2 left the line)
+        t1.cancel();   // before t1 ran: to t2
+        t2.cancel();   // before t2 ran: to t3
+        sem.release(); // to t4
         co_await settle();
-        CHECK(t1.cancelled()); // t1 held its permit, then threw at its next await
+        CHECK(t1.cancelled()); // neither entered
         CHECK(t2.cancelled());
-        CHECK(held == 3); // t1, t3, and t4, which got t1's permit when t1's guard unwound
+        CHECK(held == 2); // t3 and t4
         CHECK_FALSE(t3.done());
         CHECK_FALSE(t4.done());
         CHECK(sem.value() == 0);
@@ -197,6 +198,59 @@ TEST_CASE("semaphore: a waiter cancelled after it was handed a permit keeps it; 
         CHECK(sem.try_acquire());
         CHECK(sem.try_acquire());
         CHECK_FALSE(sem.try_acquire());
+    }());
+}
+
+TEST_CASE("semaphore: a permit handed to a cancelled waiter goes to the next in line, not to a newcomer",
+          "[semaphore][giveback]") {
+    run([]() -> task<> {
+        semaphore sem(0);
+        std::vector<int> order;
+        auto t1 = create_task(acquire_and_record(sem, order, 1));
+        auto t2 = create_task(acquire_and_record(sem, order, 2));
+        auto t3 = create_task(acquire_and_record(sem, order, 3));
+        co_await settle();
+        sem.release(); // to t1
+        CHECK_FALSE(sem.try_acquire()); // no barging while t1 is in line
+        t1.cancel();                    // before t1 ran: the permit goes to t2
+        CHECK_FALSE(sem.try_acquire()); // still no barging: t2 is in line
+        co_await settle();
+        CHECK(t1.cancelled());
+        CHECK(order == std::vector<int>{2});
+        CHECK_FALSE(t3.done());
+        sem.release();
+        co_await t3;
+        CHECK(order == std::vector<int>{2, 3});
+        CHECK(sem.value() == 0);
+    }());
+}
+
+TEST_CASE("semaphore: a waiter woken and then cancelled gives its permit back to the count", "[semaphore][giveback]") {
+    // asyncio's test_acquire_no_hang: c1 leaves `async with sem` (waking t2)
+    // and cancels t2 before t2 runs: t2 never enters, and the permit is free.
+    run([]() -> task<> {
+        semaphore sem(1);
+        bool entered = false;
+        auto t2_body = [](semaphore& s, bool& e) -> task<> {
+            auto g = co_await s.scoped_acquire();
+            e = true;
+        };
+        task_handle<> t2;
+        auto t1 = create_task(
+            [](semaphore& s, task_handle<>& other) -> task<> {
+                {
+                    auto g = co_await s.scoped_acquire();
+                    co_await sleep(0ms);
+                }
+                other.cancel();
+            },
+            std::ref(sem), std::ref(t2));
+        t2 = create_task(t2_body, std::ref(sem), std::ref(entered));
+        co_await t1;
+        REQUIRE_THROWS_AS(co_await t2, cancelled_error);
+        CHECK_FALSE(entered);
+        CHECK(sem.value() == 1);
+        co_await wait_for(sem.acquire(), 1s); // does not hang
     }());
 }
 
@@ -233,14 +287,33 @@ TEST_CASE("semaphore: cancelling a waiting acquirer loses no permit", "[semaphor
     }());
 }
 
-TEST_CASE("semaphore: a cancel after the grant delivers the permit and throws at the next await", "[semaphore]") {
+TEST_CASE("semaphore: a cancel after the grant, before the task ran, throws at acquire and frees the permit",
+          "[semaphore]") {
     run([]() -> task<> {
         semaphore sem(0);
         bool got_permit = false;
-        bool cancelled_later = false;
-        auto body = [](semaphore& s, bool& got, bool& later) -> task<> {
+        auto body = [](semaphore& s, bool& got) -> task<> {
             auto g = co_await s.scoped_acquire();
             got = true;
+        };
+        auto t = create_task(body, std::ref(sem), std::ref(got_permit));
+        co_await settle();
+        sem.release(); // grant: the waiter is scheduled but has not run
+        CHECK(t.cancel());
+        CHECK(sem.value() == 1); // given back at once
+        co_await settle();
+        CHECK_FALSE(got_permit);
+        CHECK(t.cancelled());
+        CHECK(sem.value() == 1);
+    }());
+}
+
+TEST_CASE("semaphore: a cancel once the acquirer ran is thrown at its next await", "[semaphore]") {
+    run([]() -> task<> {
+        semaphore sem(1);
+        bool cancelled_later = false;
+        auto body = [](semaphore& s, bool& later) -> task<> {
+            auto g = co_await s.scoped_acquire();
             try {
                 co_await sleep(1h);
             } catch (const cancelled_error&) {
@@ -248,12 +321,11 @@ TEST_CASE("semaphore: a cancel after the grant delivers the permit and throws at
                 throw;
             }
         };
-        auto t = create_task(body, std::ref(sem), std::ref(got_permit), std::ref(cancelled_later));
+        auto t = create_task(body, std::ref(sem), std::ref(cancelled_later));
         co_await settle();
-        sem.release(); // grant: the waiter is scheduled but has not run
-        CHECK(t.cancel());
+        CHECK(sem.value() == 0);
+        t.cancel();
         co_await settle();
-        CHECK(got_permit);
         CHECK(cancelled_later);
         CHECK(t.cancelled());
         CHECK(sem.value() == 1); // the guard gave the permit back while unwinding

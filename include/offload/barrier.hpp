@@ -35,8 +35,12 @@ namespace offload {
 /// throws std::logic_error.
 /// Cancellation: a waiter cancelled while the round fills leaves it (the
 /// barrier is not broken, n_waiting() drops by one, as asyncio), and its
-/// wait() throws cancelled_error. A waiter cancelled after the release
-/// returns its index; the cancellation is thrown at its next await.
+/// wait() throws cancelled_error. A waiter cancelled after the release but
+/// before its task ran also throws cancelled_error (as asyncio, whose
+/// released waiter still has to resume): its index is not returned, and the
+/// round stays complete for the others (nothing is given back; the barrier is
+/// not broken). Once the task has resumed, a cancellation is thrown at its
+/// next await.
 /// Example:
 /// ```
 /// barrier b(3);
@@ -74,13 +78,13 @@ public:
             ++b->waiting_;
             return true;
         }
-        std::size_t await_resume() const {
-            throw_if_cancelled();
+        std::size_t await_resume() {
+            finish_wait();
             if (broken) throw broken_barrier_error();
             return index;
         }
         void cancel() noexcept override {
-            if (linked()) --b->waiting_; // leaves the round that fills
+            if (linked()) --b->waiting_; // leaves the round that fills (not once released)
             list_waiter::cancel();
         }
     };
@@ -137,7 +141,7 @@ private:
         std::size_t i = 0;
         while (wait_awaiter* w = waiters_.pop_front()) {
             w->index = i++;
-            w->wake();
+            w->serve();
         }
         waiting_ = 0;
     }
@@ -145,7 +149,7 @@ private:
     void break_waiters() {
         while (wait_awaiter* w = waiters_.pop_front()) {
             w->broken = true;
-            w->wake();
+            w->serve();
         }
         waiting_ = 0;
     }

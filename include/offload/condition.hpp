@@ -37,9 +37,11 @@ namespace offload {
 /// (a further cancel cannot interrupt that) and throws cancelled_error. One
 /// cancelled after it was notified, while it waits for the mutex, also throws
 /// cancelled_error once it holds the mutex, and passes its notification on to
-/// the next waiter so that none is lost. One cancelled after the mutex was
-/// handed to it returns normally; the cancellation is thrown at the task's
-/// next suspension point.
+/// the next waiter so that none is lost. So does one cancelled after the mutex
+/// was handed to it but before its task ran (asyncio's model: the wake-up is
+/// not consumed); it keeps the mutex, since wait() must end holding it (asyncio
+/// passes the lock on and re-acquires it; here it stays first in line). Once
+/// the task has resumed, a cancellation is thrown at its next await.
 /// Example:
 /// ```
 /// auto g = co_await cv.scoped_lock();
@@ -80,9 +82,11 @@ public:
         }
         // await_resume: acquire_awaiter's (leave the mutex's line, throw if cancelled).
 
+        // Before the task resumed (the mutex may already be handed to it: it
+        // keeps it, and throws); await_resume disarms us as the task resumes.
         void cancel() noexcept override {
-            if (granted || cancelled) return; // holds the mutex, or already cancelled
-            cancelled = true;                 // thrown once the mutex is ours
+            if (cancelled) return;
+            cancelled = true; // thrown once the mutex is ours
             if (!queued) {
                 // Not notified yet: leave the wait list, queue for the mutex.
                 unlink();

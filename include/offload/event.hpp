@@ -20,8 +20,10 @@ namespace offload {
 /// debug mode, a call from another thread while tasks wait on it throws
 /// std::logic_error.
 /// Cancellation: a cancelled wait() leaves the wait list and throws
-/// cancelled_error; a wait already woken by set() returns normally, and the
-/// cancellation is thrown at the task's next suspension point.
+/// cancelled_error — also one already woken by set() whose task has not run
+/// yet (asyncio's model: there is nothing to give back, the wake-up is simply
+/// not consumed). Once the task has resumed, a cancellation is thrown at its
+/// next await.
 /// Example: `co_await ready.wait();` in consumers, `ready.set();` in the producer.
 class event {
 public:
@@ -47,11 +49,11 @@ public:
     void set() {
         check_thread("event::set");
         set_ = true;
-        while (wait_awaiter* w = waiters_.pop_front()) w->wake();
+        while (wait_awaiter* w = waiters_.pop_front()) w->serve();
     }
 
     /// Clears the flag: later wait() calls block until the next set(). Tasks
-    /// already woken by set() still return.
+    /// already woken by set() still return (unless cancelled before they run).
     void clear() {
         check_thread("event::clear");
         set_ = false;

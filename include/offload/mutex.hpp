@@ -51,9 +51,11 @@ private:
 /// Thread safety: loop-local; not thread-safe. It may be constructed outside a
 /// loop. In debug mode, a call from another thread while tasks wait on it
 /// throws std::logic_error.
-/// Cancellation: a cancelled lock() does not take the lock; a lock() that was
-/// already handed the lock returns holding it, and the cancellation is thrown
-/// at the task's next suspension point (a guard then unlocks it).
+/// Cancellation: a cancelled lock() does not take the lock and throws
+/// cancelled_error — also one that was already handed the lock but whose task
+/// had not run yet: it passes the lock on to the next waiter (or unlocks), as
+/// asyncio. Once the task has resumed holding the lock, a cancellation is
+/// thrown at its next await (a guard then unlocks it).
 /// Example: `{ auto g = co_await m.scoped_lock(); co_await write_all(fd, buf); }`
 class mutex {
 public:

@@ -10,13 +10,13 @@
 #pragma once
 
 #include <offload/detail/base/intrusive_list.hpp>
-#include <offload/detail/base/ring_queue.hpp>
 #include <offload/detail/tasks/list_waiter.hpp>
 #include <offload/errors.hpp>
 
 #include <algorithm>
 #include <coroutine>
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <source_location>
@@ -30,26 +30,28 @@ namespace offload {
 namespace detail {
 
 // Storage policies: push(T&&) stores an item; pop() removes and returns the
-// item get() hands out next; size(), empty(), clear().
+// item get() hands out next; restore(T&&) puts back an item pop() returned
+// (a get cancelled before it ran), so that it comes out where it would have;
+// size(), empty(), clear().
 
 /// First in, first out (queue<T>).
 template <class T>
 class fifo_storage {
 public:
-    void push(T&& v) { items_.emplace_back(std::move(v)); }
+    void push(T&& v) { items_.push_back(std::move(v)); }
     T pop() {
         T v = std::move(items_.front());
         items_.pop_front();
         return v;
     }
+    // Puts back an item handed out by pop(): it comes out next again.
+    void restore(T&& v) { items_.push_front(std::move(v)); }
     std::size_t size() const noexcept { return items_.size(); }
     bool empty() const noexcept { return items_.empty(); }
-    void clear() noexcept {
-        while (!items_.empty()) items_.pop_front();
-    }
+    void clear() noexcept { items_.clear(); }
 
 private:
-    ring_queue<T> items_;
+    std::deque<T> items_;
 };
 
 /// Last in, first out (lifo_queue<T>).
@@ -62,6 +64,7 @@ public:
         items_.pop_back();
         return v;
     }
+    void restore(T&& v) { push(std::move(v)); } // back on top
     std::size_t size() const noexcept { return items_.size(); }
     bool empty() const noexcept { return items_.empty(); }
     void clear() noexcept { items_.clear(); }
@@ -87,6 +90,7 @@ public:
         items_.pop_back();
         return v;
     }
+    void restore(T&& v) { push(std::move(v)); } // back into the heap
     std::size_t size() const noexcept { return items_.size(); }
     bool empty() const noexcept { return items_.empty(); }
     void clear() noexcept { items_.clear(); }
@@ -103,27 +107,51 @@ private:
 /// The one skeleton of queue, lifo_queue and priority_queue; `Storage` decides
 /// which item get() takes. See queue<T> for the contract.
 ///
-/// State: `items_` (at most maxsize when bounded), `getters_` (tasks waiting in
-/// get(), each with an empty slot), `putters_` (tasks waiting in put(), each
-/// carrying its item), `joiners_`, and the shut-down flag. Invariants: getters
-/// wait only while items_ is empty; putters wait only while items_ is full;
-/// nobody waits in get() or put() after shutdown. Every hand-off keeps them:
-/// put() gives its item to the oldest getter; get() from a full queue moves the
-/// oldest putter's item in. A served waiter holds what it was handed (an item,
-/// or a slot already filled) before it runs, so nobody barges in.
+/// State: `items_`; `getters_` (tasks waiting in get(), each with an empty
+/// slot) and `handed_` (getters handed an item whose task has not run yet);
+/// `putters_` (tasks waiting in put(), each carrying its item) and `granted_`
+/// (putters granted a slot whose task has not run yet: `reserved_` slots, each
+/// filled with the putter's item when it runs); `joiners_`; the shut-down flags.
+/// Invariants: getters wait only while items_ is empty; putters wait only while
+/// the queue is full (items_ plus reserved slots reach maxsize); nobody waits
+/// in get() or put() after shutdown. Every hand-off keeps them: put() gives its
+/// item to the oldest getter; a get() that frees room grants the slot to the
+/// oldest putter. A served waiter holds what it was handed (an item, or a
+/// reserved slot) before it runs, so nobody barges in.
+///
+/// Cancellation after a hand-off, before the task ran (asyncio's model, see
+/// list_waiter.hpp): the get() throws cancelled_error and gives its item back —
+/// to the oldest getter, else where it came from (the front of a FIFO, the top
+/// of a LIFO, into the heap), even if the queue has filled up meanwhile (it may
+/// then hold more than maxsize items until gets take them; put() waits
+/// meanwhile). The put() throws cancelled_error without having put its item,
+/// and its slot goes to the next putter, else back to free room.
 template <class T, class Storage>
 class queue_core {
     static_assert(std::is_move_constructible_v<T>, "offload queues need a move-constructible T");
 
 public:
     /// Awaiter of get(): the wait-list node with the slot an item is handed into.
-    /// Cancellation: a cancelled get() took no item; one already served keeps it.
+    /// Cancellation: a cancelled get() took no item; one cancelled after it was
+    /// handed an item, before its task ran, gives the item back.
     struct get_awaiter final : list_waiter<get_awaiter> {
         queue_core* q;
         std::optional<T> slot; // stays empty when shutdown() wakes the getter
 
         get_awaiter(queue_core* qu, std::source_location loc) noexcept : list_waiter<get_awaiter>(loc), q(qu) {}
         get_awaiter(get_awaiter&& o) noexcept : list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
+        // A frame destroyed after it was handed an item and before it ran
+        // (loop teardown) puts the item back, if the queue still exists (it
+        // unlinks us from handed_ when it dies).
+        ~get_awaiter() {
+            if (this->served && this->linked()) {
+                this->unlink();
+                try {
+                    q->items_.restore(std::move(*slot));
+                } catch (...) { // out of memory at teardown: the item is dropped
+                }
+            }
+        }
 
         bool await_ready() {
             if (!q->items_.empty()) {
@@ -134,23 +162,42 @@ public:
         }
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->getters_, h); }
         T await_resume() {
-            this->throw_if_cancelled();
+            this->unlink(); // leaves handed_: the item is ours
+            this->finish_wait();
             if (!slot) throw queue_shut_down();
             return std::move(*slot);
         }
+        // Cancelled after the hand-off, before the task ran.
+        void give_back() noexcept {
+            this->unlink();
+            if (slot) {
+                q->give_back_item(std::move(*slot));
+                slot.reset();
+            }
+        }
     };
 
-    /// Awaiter of put(): the wait-list node, carrying the item until there is
-    /// room. Cancellation: a cancelled put() did not put its item.
+    /// Awaiter of put(): the wait-list node, carrying the item until it goes
+    /// in. Cancellation: a cancelled put() did not put its item, also when it
+    /// was granted a slot and its task had not run yet (the slot is passed on).
     struct put_awaiter final : list_waiter<put_awaiter> {
         queue_core* q;
         T item;
         bool refused = false; // the queue was shut down: the item was not put
+        bool granted = false; // a slot is reserved for the item (in q->granted_) until the task runs
 
         put_awaiter(queue_core* qu, T&& v, std::source_location loc)
             : list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
         put_awaiter(put_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
             : list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
+        // A frame destroyed while it holds a reserved slot (loop teardown)
+        // frees the slot, if the queue still exists; nobody is woken.
+        ~put_awaiter() {
+            if (granted && this->linked()) {
+                this->unlink();
+                --q->reserved_;
+            }
+        }
 
         bool await_ready() {
             if (q->shut_down_) {
@@ -160,9 +207,18 @@ public:
             return q->offer(item);
         }
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->putters_, h); }
-        void await_resume() const {
-            this->throw_if_cancelled();
+        void await_resume() {
+            const bool had_slot = std::exchange(granted, false);
+            this->unlink(); // leaves granted_
+            this->finish_wait();
+            if (had_slot && !q->fill_reserved(std::move(item))) refused = true;
             if (refused) throw queue_shut_down();
+        }
+        // Cancelled after it was granted a slot (or refused), before the task ran.
+        void give_back() noexcept {
+            if (!std::exchange(granted, false)) return;
+            this->unlink();
+            q->release_slot();
         }
     };
 
@@ -183,7 +239,8 @@ public:
     /// Awaits room and puts `item`: returns at once unless the queue is full.
     /// Throws queue_shut_down if the queue is shut down, or is shut down while
     /// this put() waits (the item is then not put).
-    /// Cancellation: a cancelled put did not put its item.
+    /// Cancellation: a cancelled put did not put its item — also one granted
+    /// room whose task had not run yet (the room goes to the next put()).
     [[nodiscard]] put_awaiter put(T item, std::source_location loc = std::source_location::current()) {
         return put_awaiter(this, std::move(item), loc);
     }
@@ -191,7 +248,8 @@ public:
     /// Awaits an item and removes it from the queue: returns at once unless it
     /// is empty. After shutdown() it still returns the items left, then throws
     /// queue_shut_down (a waiting get() is woken with it).
-    /// Cancellation: a cancelled get took no item.
+    /// Cancellation: a cancelled get took no item — also one handed an item
+    /// whose task had not run yet (the item goes back, to the next get()).
     [[nodiscard]] get_awaiter get(std::source_location loc = std::source_location::current()) noexcept {
         return get_awaiter(this, loc);
     }
@@ -245,35 +303,41 @@ public:
 
     /// Shuts the queue down (asyncio 3.13): put() and try_put() throw
     /// queue_shut_down from now on, and so do the put() calls waiting now
-    /// (their items are not put). get() still returns the items left, then
-    /// throws queue_shut_down; get() calls waiting now (the queue is empty)
-    /// throw it at once. With `immediate`, the items left are dropped at once,
-    /// each counting as task_done() (so join() returns when the items already
-    /// taken are done), and every get() throws. Calling it again is harmless;
+    /// (their items are not put; also those granted room whose task has not
+    /// run yet). get() still returns the items left, then throws
+    /// queue_shut_down; get() calls waiting now (the queue is empty) throw it
+    /// at once. With `immediate`, the items left are dropped at once, each
+    /// counting as task_done() (so join() returns when the items already taken
+    /// are done), and every get() throws. Calling it again is harmless;
     /// shutdown(true) after shutdown() drops the items left.
     void shutdown(bool immediate = false) {
         check_thread("queue::shutdown");
         shut_down_ = true;
-        if (immediate && !items_.empty()) {
-            const std::size_t dropped = items_.size();
-            items_.clear();
-            unfinished_ -= std::min(unfinished_, dropped);
-            if (unfinished_ == 0) wake_joiners();
+        if (immediate) {
+            drop_all_ = true;
+            if (!items_.empty()) {
+                const std::size_t dropped = items_.size();
+                items_.clear();
+                unfinished_ -= std::min(unfinished_, dropped);
+                if (unfinished_ == 0) wake_joiners();
+            }
         }
-        while (get_awaiter* g = getters_.pop_front()) g->wake(); // empty slot: throws
+        while (get_awaiter* g = getters_.pop_front()) g->serve(); // empty slot: throws
         while (put_awaiter* p = putters_.pop_front()) {
             p->refused = true;
-            p->wake();
+            p->serve();
         }
     }
 
     /// True once shutdown() was called.
     bool is_shut_down() const noexcept { return shut_down_; }
-    /// Number of items in the queue (not counting items of waiting put() calls).
+    /// Number of items in the queue (not counting items of put() calls that
+    /// wait, or that were granted room and have not run yet).
     std::size_t size() const noexcept { return items_.size(); }
     bool empty() const noexcept { return items_.empty(); }
-    /// True if put() would wait (never for an unbounded queue).
-    bool full() const noexcept { return maxsize_ != 0 && items_.size() >= maxsize_; }
+    /// True if put() would wait (never for an unbounded queue): the items,
+    /// plus the room granted to put() calls that have not run yet, reach maxsize.
+    bool full() const noexcept { return maxsize_ != 0 && items_.size() + reserved_ >= maxsize_; }
     std::size_t maxsize() const noexcept { return maxsize_; }
 
 protected:
@@ -286,53 +350,108 @@ protected:
     /// detached so that their frames can still be destroyed safely.
     ~queue_core() {
         getters_.clear();
+        handed_.clear();
         putters_.clear();
+        granted_.clear();
         joiners_.clear();
     }
 
 private:
-    // Puts `item` if it can go now: to the oldest getter (the queue is then
-    // empty), else into items_ if not full. Moves from `item` only on success.
+    // Puts `item` if there is room now: to the oldest getter (the queue is then
+    // empty), else into items_. Moves from `item` only on success.
     bool offer(T& item) {
-        if (get_awaiter* g = getters_.pop_front()) {
-            g->slot.emplace(std::move(item));
-            ++unfinished_;
-            g->wake();
-            return true;
-        }
-        if (full()) return false;
-        items_.push(std::move(item));
-        ++unfinished_;
+        if (full()) return false; // also: slots reserved for putters come first
+        deliver(std::move(item));
         return true;
     }
 
-    // Removes the next item; refills from the oldest putter (the queue was full).
+    // A new item (counted unfinished) goes in: to the oldest getter, else into items_.
+    void deliver(T&& item) {
+        if (get_awaiter* g = getters_.pop_front())
+            hand(g, std::move(item));
+        else
+            items_.push(std::move(item));
+        ++unfinished_;
+    }
+
+    void hand(get_awaiter* g, T&& item) {
+        g->slot.emplace(std::move(item));
+        handed_.push_back(g);
+        g->serve();
+    }
+
+    // An item handed to a getter that was cancelled before it ran (it stays
+    // counted unfinished): to the oldest getter, else back where it came from.
+    void give_back_item(T&& item) {
+        if (get_awaiter* g = getters_.pop_front())
+            hand(g, std::move(item));
+        else if (drop_all_) // shutdown(true) dropped the items left: so is this one
+            finish_one();
+        else
+            items_.restore(std::move(item));
+    }
+
+    // Removes the next item; the room it frees goes to the oldest putter.
     T take() {
         T v = items_.pop();
-        if (put_awaiter* p = putters_.pop_front()) {
-            items_.push(std::move(p->item));
-            ++unfinished_;
-            p->wake();
-        }
+        grant_room();
         return v;
     }
 
+    // Grants free room to waiting putters, oldest first: each holds a slot until it runs.
+    void grant_room() {
+        while (!full()) {
+            put_awaiter* p = putters_.pop_front();
+            if (!p) break;
+            p->granted = true;
+            ++reserved_;
+            granted_.push_back(p);
+            p->serve();
+        }
+    }
+
+    // A granted putter runs: its item fills its slot (false, and the slot is
+    // freed, if the queue was shut down meanwhile).
+    bool fill_reserved(T&& item) {
+        --reserved_;
+        if (shut_down_) return false;
+        deliver(std::move(item));
+        grant_room(); // if it went to a getter, its slot is free again
+        return true;
+    }
+
+    // A granted putter cancelled before it ran: the slot goes to the next putter.
+    void release_slot() noexcept {
+        --reserved_;
+        grant_room();
+    }
+
+    void finish_one() {
+        if (unfinished_ > 0 && --unfinished_ == 0) wake_joiners();
+    }
+
     void wake_joiners() {
-        while (join_awaiter* w = joiners_.pop_front()) w->wake();
+        while (join_awaiter* w = joiners_.pop_front()) w->serve();
     }
 
     void check_thread(const char* what) const {
         check_waiters_thread(getters_, what);
+        check_waiters_thread(handed_, what);
         check_waiters_thread(putters_, what);
+        check_waiters_thread(granted_, what);
         check_waiters_thread(joiners_, what);
     }
 
     std::size_t maxsize_;
     std::size_t unfinished_ = 0; // items put and not yet marked task_done()
+    std::size_t reserved_ = 0;   // slots granted to putters in granted_
     bool shut_down_ = false;
+    bool drop_all_ = false; // shutdown(true) was called
     Storage items_;
     intrusive_list<get_awaiter> getters_;
+    intrusive_list<get_awaiter> handed_;
     intrusive_list<put_awaiter> putters_;
+    intrusive_list<put_awaiter> granted_;
     intrusive_list<join_awaiter> joiners_;
 };
 
@@ -343,16 +462,21 @@ private:
 /// Fairness: waiting getters and putters are served in FIFO order, by hand-off:
 /// an item put while tasks wait in get() goes to the oldest of them, even if
 /// another task calls get() before that one runs; a get() from a full queue
-/// moves the oldest waiting put()'s item in at once.
+/// reserves the room it frees for the oldest waiting put(), whose item goes in
+/// when that task runs (full() stays true meanwhile: try_put cannot barge in).
 ///
 /// Thread safety: loop-local; not thread-safe (from another thread, go through
 /// event_loop::call_soon_threadsafe). It may be constructed outside a loop. In
 /// debug mode, a call from another thread while tasks wait on it throws
 /// std::logic_error.
-/// Cancellation: a cancelled put() did not put its item (it is destroyed with
-/// the awaiter); a cancelled get() took no item. A put() or get() that was
-/// already served completes normally, and the cancellation is thrown at the
-/// task's next suspension point: no item is ever lost or duplicated.
+/// Cancellation (asyncio's model): a cancelled put() throws cancelled_error and
+/// did not put its item (it is destroyed with the awaiter); a cancelled get()
+/// throws cancelled_error and took no item. This holds until the task resumes:
+/// a get() handed an item whose task has not run yet gives the item back (to
+/// the next waiting get(), else to the front of the queue, where the next
+/// get() takes it), and a put() granted room gives the room to the next put().
+/// Once the task has resumed, the item is its own, and a cancellation is
+/// thrown at its next await. No item is ever lost or duplicated.
 /// Shutdown: see shutdown(); consumers typically loop until get() throws
 /// queue_shut_down.
 /// Example: `co_await q.put(job);` in producers, `auto job = co_await q.get(); …; q.task_done();` in workers.
@@ -366,7 +490,9 @@ public:
 /// A queue whose get() returns the item put last (asyncio.LifoQueue): a stack
 /// between tasks. Same API, fairness, thread safety, cancellation and
 /// shutdown as queue<T>; only the order of the items differs. An item put
-/// while tasks wait in get() still goes to the oldest waiting getter.
+/// while tasks wait in get() still goes to the oldest waiting getter; one
+/// given back by a get() cancelled before it ran goes back on top, so the next
+/// get() takes it (asyncio would keep it under the items put after it).
 /// Example: `lifo_queue<int> s; s.try_put(1); s.try_put(2); s.try_get(); // 2`
 template <class T>
 class lifo_queue : public detail::queue_core<T, detail::lifo_storage<T>> {
@@ -385,7 +511,8 @@ public:
 /// std::greater<T> it is the largest. Items that compare equivalent come out
 /// in no particular order: put (priority, sequence number) pairs to keep FIFO
 /// order among equal priorities. An item put while tasks wait in get() goes
-/// to the oldest waiting getter at once (the queue is then empty).
+/// to the oldest waiting getter at once (the queue is then empty); one given
+/// back by a get() cancelled before it ran goes back into the heap.
 /// Example: `priority_queue<std::pair<int, std::string>> jobs; co_await jobs.put({0, "urgent"});`
 template <class T, class Compare = std::less<T>>
 class priority_queue : public detail::queue_core<T, detail::heap_storage<T, Compare>> {

@@ -56,9 +56,11 @@ private:
 /// Thread safety: loop-local; not thread-safe. It may be constructed outside a
 /// loop. In debug mode, a call from another thread while tasks wait on it
 /// throws std::logic_error.
-/// Cancellation: a cancelled acquire() takes no permit; an acquire that was
-/// already granted a permit returns it, and the cancellation is thrown at the
-/// task's next suspension point, so no permit is ever lost.
+/// Cancellation: a cancelled acquire() takes no permit and throws
+/// cancelled_error — also one that was already handed a permit but whose task
+/// had not run yet: it passes the permit on to the next waiter (or back to the
+/// count), as asyncio. So no permit is ever lost. Once the task has resumed
+/// holding the permit, a cancellation is thrown at its next await.
 /// Example: `{ auto g = co_await sem.scoped_acquire(); co_await fetch(url); }`
 class semaphore {
 public:

@@ -8,8 +8,16 @@
 // which unlinks the waiter from whatever it waits on and schedules the task so
 // that the await throws cancelled_error. When the task is not suspended on a
 // waiter (it is running, or its wake-up is already queued), the request is
-// remembered in `cancel_pending` and thrown at the next suspension point: an
-// outcome that already arrived (a permit, a queue item) is never thrown away.
+// remembered in `cancel_pending` and thrown at the next suspension point.
+//
+// An outcome that already arrived is never lost. A wait-list waiter
+// (semaphore, mutex, condition, event, queue, barrier: list_waiter.hpp) that
+// was served but whose task has not resumed stays `ctx->waiter`: its cancel()
+// gives back what it was handed (the permit or item goes to the next waiter,
+// or back into the primitive) and its await throws cancelled_error, as
+// asyncio. Other awaiters (executor calls, whose work has already run; timers,
+// fds, joins) disarm when woken: the result is kept, and the cancellation is
+// thrown at the next await.
 //
 // Requests are counted (asyncio's cancelling()/uncancel()): one delivered
 // cancelled_error answers every request made so far, and a scope that

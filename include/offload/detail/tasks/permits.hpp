@@ -11,6 +11,11 @@
 // waiter it just woke (1,2,3,4, not 1,2,4,3). When a granted waiter resumes,
 // it hands the permits that became free meanwhile to the waiters behind it.
 //
+// Cancellation (asyncio's model, see list_waiter.hpp): a waiter cancelled
+// while it waits takes no permit; one cancelled after it was handed a permit,
+// before its task ran, passes the permit on — to the oldest waiter, else back
+// to the count — and its await throws cancelled_error. A permit is never lost.
+//
 // Invariant: free_ > 0 and a task waiting imply granted_ is not empty (its
 // resumption will serve the waiters). Nothing else ever leaves a waiter
 // stranded next to a free permit.
@@ -27,8 +32,8 @@ namespace offload::detail {
 
 class permits {
 public:
-    /// Waits for one permit. A cancelled wait takes none; a wait already
-    /// handed one keeps it and the cancellation is thrown at the next await.
+    /// Waits for one permit. A cancelled wait takes none: one cancelled after
+    /// it was handed a permit, before its task ran, passes the permit on.
     struct acquire_awaiter : list_waiter<acquire_awaiter> {
         permits* pool;
         bool granted = false; // handed a permit, and in pool->granted_ until it resumes
@@ -47,14 +52,14 @@ public:
 
         bool await_ready() noexcept { return pool->try_take(); }
         bool await_suspend(std::coroutine_handle<> h) { return suspend_in(pool->waiters_, h); }
-        // A granted awaiter is no longer the task's waiter, so this is not
-        // called for it; the check keeps it out of granted_'s business anyway.
-        void cancel() noexcept override {
-            if (!granted) list_waiter::cancel();
-        }
         void await_resume() {
+            end_wait(); // first: resumed() may hand permits on
             pool->resumed(this);
             throw_if_cancelled();
+        }
+        // Cancelled after the grant, before the task ran: the permit goes on.
+        void give_back() noexcept {
+            if (granted) pool->pass_on(this);
         }
     };
 
@@ -107,11 +112,12 @@ public:
     }
 
 private:
-    // `w` owns a permit from now on; it stays in line until it resumes.
+    // `w` owns a permit from now on; it stays in line until it resumes (a
+    // cancel before that gives the permit back: see pass_on()).
     void hand_over(acquire_awaiter* w) {
         w->granted = true;
         granted_.push_back(w);
-        w->wake();
+        w->serve();
     }
 
     // Called by every awaiter as it resumes. A granted one leaves the line and
@@ -120,6 +126,20 @@ private:
         if (!w->granted) return;
         w->granted = false;
         w->unlink();
+        serve_waiting();
+    }
+
+    // A granted waiter was cancelled before it ran: it leaves the line, and
+    // its permit goes to the oldest waiter, else back to the count (with any
+    // permits that became free meanwhile, as resumed() would have done).
+    void pass_on(acquire_awaiter* w) noexcept {
+        w->granted = false;
+        w->unlink();
+        ++free_;
+        serve_waiting();
+    }
+
+    void serve_waiting() {
         while (free_ > 0) {
             acquire_awaiter* next = waiters_.pop_front();
             if (!next) break;
