@@ -7,6 +7,7 @@
 #include <offload/gather.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
+#include <offload/task_handle.hpp>
 
 #include "task_helpers.hpp"
 
@@ -296,5 +297,31 @@ TEST_CASE("as_completed: cancelling the iterating task drops its listeners; the 
         int v = co_await b;
         CHECK(v == 2);
         REQUIRE_THROWS_AS(co_await c, boom);
+    }());
+}
+
+TEST_CASE("as_completed: an await cancelled after its result was handed over, before it ran, gives the result back",
+          "[as_completed][cancel]") {
+    run([]() -> task<> {
+        auto a = create_task(value_after(1, 5ms));
+        auto b = create_task(value_after(2, 10s));
+        auto w = std::make_shared<task_handle<int>>();
+        // Listens to a before as_completed does: runs first when a ends, and
+        // cancels w after a's result was handed to it but before w runs.
+        auto canceller = create_task(
+            [](task_handle<int> a, std::shared_ptr<task_handle<int>> w) -> task<> {
+                co_await a;
+                w->cancel();
+            },
+            a, w);
+        co_await sleep(0s);
+        auto r = std::make_shared<as_completed_range<int>>(as_completed(hs(a, b)));
+        *w = create_task(
+            [](std::shared_ptr<as_completed_range<int>> r) -> task<int> { co_return co_await *r->begin(); }, r);
+        REQUIRE_THROWS_AS(co_await *w, cancelled_error);
+        co_await canceller;
+        int v = co_await *r->begin(); // the result went back: the next await gets it
+        CHECK(v == 1);
+        b.cancel();
     }());
 }

@@ -111,9 +111,24 @@ private:
             --waiting_;
             ++handed_;
             w->index = i;
-            w->wake();
+            w->serve();
         } else {
             ready_.push_back(i);
+        }
+    }
+    // A served awaiter was cancelled before its task ran: its result goes to
+    // the next awaiter, or back to the front of the line (a timeout: the next
+    // await times out instead).
+    void give_back(std::size_t i) noexcept {
+        --handed_;
+        if (i == none) return;
+        if (completion_awaiter<T>* w = waiters_.pop_front()) {
+            --waiting_;
+            ++handed_;
+            w->index = i;
+            w->serve();
+        } else {
+            ready_.push_front(i);
         }
     }
     void expire() {
@@ -122,7 +137,7 @@ private:
         while (completion_awaiter<T>* w = waiters_.pop_front()) {
             --waiting_;
             ++handed_;
-            w->wake(); // index stays `none`: the await throws timeout_error
+            w->serve(); // index stays `none`: the await throws timeout_error
         }
     }
 
@@ -159,7 +174,7 @@ struct completion_awaiter final : list_waiter<completion_awaiter<T>> {
         return true;
     }
     T await_resume() {
-        this->throw_if_cancelled();
+        this->finish_wait();
         if (index == completion_stream<T>::none)
             throw timeout_error(fmt::format(
                 "offload::timeout_error: the timeout of {:.3f} ms given to as_completed passed before another "
@@ -168,9 +183,13 @@ struct completion_awaiter final : list_waiter<completion_awaiter<T>> {
                 std::chrono::duration<double, std::milli>(s->timeout_.value_or(clock::duration::zero())).count()));
         return s->handles_[index].result();
     }
+    // Served and cancelled before the task ran: the result goes back (list_waiter.hpp).
+    void give_back() noexcept {
+        s->give_back(index);
+        index = completion_stream<T>::none;
+    }
     void cancel() noexcept override {
-        if (!this->linked()) return; // served already: the result is kept, the cancellation stays pending
-        --s->waiting_;
+        if (this->linked()) --s->waiting_;
         list_waiter<completion_awaiter<T>>::cancel();
     }
 };
