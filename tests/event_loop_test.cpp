@@ -3,6 +3,7 @@
 // callbacks, stop/run misuse, the clock, and that a loop leaks no fds.
 #include <offload/event_loop.hpp>
 
+#include <offload/run.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
@@ -437,4 +438,54 @@ TEST_CASE("event_loop: a loop closes every fd it opened", "[event_loop][resource
         REQUIRE(loop.remove_signal_handler(SIGUSR2));
     }
     REQUIRE(offload::test::fd_count() == before);
+}
+
+// --- a fair loop: I/O is polled by time, not every N iterations (issue 9) ----------
+
+namespace {
+struct cpu_probe {
+    int steps = 0;
+    bool stop = false;
+};
+
+// CPU steps of `step`, yielding with sleep(0s) in between (asyncio's idiom).
+task<> cpu_steps(cpu_probe& p, std::chrono::milliseconds step) {
+    while (!p.stop) {
+        const auto end = std::chrono::steady_clock::now() + step;
+        while (std::chrono::steady_clock::now() < end) {
+        }
+        ++p.steps;
+        co_await sleep(0s);
+    }
+}
+
+task<int> steps_until_readable(int fd, cpu_probe& p) {
+    const int before = p.steps;
+    co_await event_loop::current().readable(fd);
+    co_return p.steps - before;
+}
+} // namespace
+
+TEST_CASE("event_loop: a readable fd is noticed after a step or two of a task that yields with sleep(0s)",
+          "[event_loop][fairness]") {
+    // Each step takes 2 ms, far above the loop's polling budget, so the loop
+    // must poll between any two steps (it used to poll every 32 iterations).
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+    cpu_probe p;
+    int waited = run([](int rd, int wr, cpu_probe& p) -> task<int> {
+        auto cpu = create_task(cpu_steps(p, 2ms));
+        co_await sleep(0s);
+        co_await sleep(0s); // the CPU task is in its stride
+        auto reader = create_task(steps_until_readable(rd, p));
+        co_await sleep(0s); // the reader waits
+        REQUIRE(::write(wr, "x", 1) == 1);
+        int steps = co_await reader;
+        p.stop = true;
+        co_await cpu;
+        co_return steps;
+    }(sv[0], sv[1], p));
+    ::close(sv[0]);
+    ::close(sv[1]);
+    CHECK(waited <= 3);
 }

@@ -28,6 +28,7 @@
 #include <fmt/core.h> // messages of the function bodies below
 #endif
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <coroutine>
@@ -245,7 +246,12 @@ private:
     bool running_ = false;
     bool stopping_ = false;
     bool have_pwait2_ = true;
-    unsigned skipped_polls_ = 0;
+    // Fair polling while work is ready (run_once): when the loop last polled,
+    // and how often it reads the clock to see whether it is time again.
+    clock::time_point last_poll_{};
+    clock::time_point last_check_{};
+    unsigned checks_skipped_ = 0;
+    unsigned check_every_ = 1;
 
     timer_heap timers_;
     fd_table fds_{epfd_};
@@ -452,14 +458,29 @@ OFFLOAD_DECL void loop_core::run_forever() {
 }
 
 OFFLOAD_DECL void loop_core::run_once() {
-    // While work is ready, skip the (non-blocking) epoll call for a few
-    // iterations: it costs a syscall (~0.1 µs) per iteration, the dominant
-    // cost of a task that yields or a callback chain. I/O waits at most
-    // poll_every iterations.
-    constexpr unsigned poll_every = 32;
-    if (ready_.empty() || stopping_ || ++skipped_polls_ >= poll_every) {
-        skipped_polls_ = 0;
+    // While work is ready, poll fds (a zero-timeout epoll_wait, ~0.1 µs) only
+    // once poll_budget has passed since the last poll: a task doing CPU steps
+    // between sleep(0)s delays I/O, signals and process-pool completions by
+    // at most one step plus the budget, and a chain of trivial steps is not
+    // charged a syscall each. Reading the clock costs 20-50 ns, as much as a
+    // trivial step, so it is read every check_every_ iterations: every one
+    // when iterations are long (each took more than the budget), up to every
+    // 32nd while they are tiny, so that the check costs under 2 ns a step.
+    constexpr auto poll_budget = std::chrono::microseconds(50);
+    constexpr unsigned max_check_every = 32;
+    bool due = ready_.empty() || stopping_;
+    if (!due && ++checks_skipped_ >= check_every_) {
+        checks_skipped_ = 0;
+        const auto now = clock::now();
+        due = now - last_poll_ >= poll_budget;
+        // Long iterations: look every time; short ones: back off, doubling.
+        check_every_ = now - last_check_ >= poll_budget ? 1 : std::min(check_every_ * 2, max_check_every);
+        last_check_ = now;
+    }
+    if (due) {
         poll(ready_.empty() && !stopping_);
+        last_poll_ = last_check_ = clock::now();
+        checks_skipped_ = 0;
     }
     run_timers();
     drain_remote();
