@@ -151,8 +151,8 @@ int main(int argc, char** argv) {
             return offload_bench::peer{"asyncio", v, py.unavailable.value_or("n/a (missing)")};
         };
         rows.emplace_back(fmt::format("step_{}ms_median_us", s),
-                          fmt::format("readiness delay, {} ms CPU steps, median", s), offload_bench::kind::time_us,
-                          med, std::vector<offload_bench::peer>{peer("median")}, "asyncio", 1.0);
+                          fmt::format("readiness delay, {} ms CPU steps, median", s), offload_bench::kind::time_us, med,
+                          std::vector<offload_bench::peer>{peer("median")}, "asyncio", 1.0);
         rows.emplace_back(fmt::format("step_{}ms_p90_us", s), fmt::format("readiness delay, {} ms CPU steps, p90", s),
                           offload_bench::kind::time_us, p90, std::vector<offload_bench::peer>{peer("p90")}, "asyncio",
                           1.0);
