@@ -2,8 +2,8 @@
 """bench_fairness.py — the Python asyncio peer of bench_fairness.cpp.
 
 One task runs CPU steps of S ms separated by `await asyncio.sleep(0)`; another
-awaits readability of a socketpair (loop.sock_recv) that a writer thread
-writes one byte to at random moments. Prints one flat JSON object with the
+awaits readability of a socketpair (loop.sock_recv) that a writer process
+writes the time of the write to at random moments. Prints one flat JSON object with the
 median and p90 readiness delay (µs) per step size.
 
     python3 benchmarks/bench_fairness.py --steps 1,5,20 --samples 30
@@ -13,10 +13,11 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import random
 import socket
 import statistics
-import threading
+import struct
 import time
 
 
@@ -27,43 +28,49 @@ def percentile(values, q):
 
 
 def measure(step_ms, samples):
+    # The writer is a child process, not a thread: a Python thread would need
+    # the GIL, which the CPU steps hold, to write at all. It sends the time of
+    # the write (perf_counter_ns is CLOCK_MONOTONIC, shared across processes)
+    # and waits for the reader's ack before the next write.
     rd, wr = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        rd.close()
+        rng = random.Random(12345)
+        for _ in range(samples):
+            time.sleep((200 + rng.randint(0, 2 * step_ms * 1000)) / 1e6)
+            wr.sendall(struct.pack("q", time.perf_counter_ns()))
+            if not wr.recv(1):
+                break
+        os._exit(0)
+    wr.close()
     rd.setblocking(False)
-    state = {"written_at": 0, "received": 0, "stop": False}
+    stop = False
     delays = []
 
-    def writer():
-        rng = random.Random(12345)
-        for i in range(samples):
-            time.sleep((200 + rng.randint(0, 2 * step_ms * 1000)) / 1e6)
-            state["written_at"] = time.perf_counter_ns()
-            wr.send(b"x")
-            while state["received"] <= i:
-                time.sleep(50e-6)
-
     async def cpu_steps():
-        while not state["stop"]:
+        while not stop:
             end = time.perf_counter() + step_ms / 1000
             while time.perf_counter() < end:
                 pass
             await asyncio.sleep(0)
 
     async def reader():
+        nonlocal stop
         loop = asyncio.get_running_loop()
         cpu = asyncio.create_task(cpu_steps())
-        for i in range(samples):
-            await loop.sock_recv(rd, 1)
-            delays.append((time.perf_counter_ns() - state["written_at"]) / 1e3)
-            state["received"] = i + 1
-        state["stop"] = True
+        for _ in range(samples):
+            data = b""
+            while len(data) < 8:
+                data += await loop.sock_recv(rd, 8 - len(data))
+            delays.append((time.perf_counter_ns() - struct.unpack("q", data)[0]) / 1e3)
+            await loop.sock_sendall(rd, b"a")
+        stop = True
         await cpu
 
-    t = threading.Thread(target=writer)
-    t.start()
     asyncio.run(reader())
-    t.join()
     rd.close()
-    wr.close()
+    os.waitpid(pid, 0)
     return delays
 
 
