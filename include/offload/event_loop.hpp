@@ -145,11 +145,15 @@ public:
     bool remove_writer(int fd) { return clear_io(fd, true); }
 
     /// Awaitable: resumes when `fd` is readable (or hung up / in error).
+    /// Level-triggered, registered for this one wait: it costs two epoll_ctl
+    /// calls (add, remove). For an fd awaited again and again (a socket), own
+    /// it with offload::async_fd (<offload/async_fd.hpp>): registered once,
+    /// edge-triggered, no epoll_ctl per wait.
     /// Cancellation: unregisters and throws cancelled_error.
     [[nodiscard]] detail::fd_awaiter readable(int fd, std::source_location loc = std::source_location::current()) {
         return detail::fd_awaiter(this, fd, false, loc);
     }
-    /// Awaitable: resumes when `fd` is writable.
+    /// Awaitable: resumes when `fd` is writable (level-triggered, like readable()).
     [[nodiscard]] detail::fd_awaiter writable(int fd, std::source_location loc = std::source_location::current()) {
         return detail::fd_awaiter(this, fd, true, loc);
     }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <offload/as_completed.hpp>
+#include <offload/async_fd.hpp>
 #include <offload/available_cpus.hpp>
 #include <offload/barrier.hpp>
 #include <offload/condition.hpp>

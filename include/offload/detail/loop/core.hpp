@@ -151,6 +151,14 @@ public:
         fds_.set(fd, write, std::move(fn), exclusive);
     }
     bool clear_io(int fd, bool write) noexcept { return fds_.clear(fd, write); }
+    /// Registers `fd` once, edge-triggered, for its owner `src` (see fd_table::attach).
+    void attach_io(int fd, io_source* src) {
+        check_thread("offload::async_fd");
+        fds_.attach(fd, src);
+    }
+    void detach_io(int fd) noexcept { fds_.detach(fd); }
+    /// How many epoll_ctl calls the loop's fd registrations made so far.
+    std::uint64_t io_ctl_calls() const noexcept { return fds_.ctl_calls(); }
     void add_signal(int sig, std::function<void()> fn) {
         check_thread("event_loop::add_signal_handler");
         signals_.add(sig, std::move(fn), epfd_);
@@ -343,6 +351,7 @@ OFFLOAD_DECL loop_core::~loop_core() {
     while (auto* o = observers_.pop_front()) o->loop_closing();
     for (auto* t : pending) t->release();
     tasks_.for_each([](task_record* t) { t->detach(); });
+    fds_.close_owned(); // async_fds that outlive the loop forget it
     // The default pool joins its workers; abandoned calls finish without
     // posting back. Then nothing can reach the remote queue any more.
     default_pool.reset();
