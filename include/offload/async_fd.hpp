@@ -28,6 +28,7 @@
 #include <stdexcept>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <system_error>
 #include <unistd.h>
@@ -57,6 +58,7 @@ public:
     bool ready[2] = {false, false};  // read, write: set by epoll edges, cleared on EAGAIN
     bool closed[2] = {false, false}; // hang-up or error seen: that direction never blocks again
     bool not_socket = false;         // send() said ENOTSOCK: write() from now on
+    bool stream = false;             // a stream socket or a pipe: a short read means drained
     fd_op* waiting[2] = {nullptr, nullptr};
 };
 
@@ -129,6 +131,8 @@ private:
 ///
 /// - read_some / write_some do the syscall at once when the bit is set, and
 ///   otherwise when the next edge comes (a read returns 0 at end of file).
+///   A short read of a stream socket or pipe clears the bit too (it drained
+///   what there was), which saves the read that would meet EAGAIN.
 /// - readable() / writable() only wait for the bit, for your own syscalls:
 ///   call clear_read_ready() / clear_write_ready() when one meets EAGAIN, or
 ///   the next await returns at once again (the edge-triggered contract).
@@ -327,6 +331,12 @@ OFFLOAD_DECL bool fd_op::attempt() {
         }
         if (n >= 0) {
             n_ = static_cast<std::size_t>(n);
+            // A stream socket or pipe read short only because it took all
+            // there was: the next read would meet EAGAIN, so skip it (as
+            // tokio does); data arriving after this read is a new edge. Not
+            // for datagrams: a short read there is one datagram of several.
+            if (kind_ == kind::read && src_->stream && n_ > 0 && n_ < len_ && !src_->closed[0])
+                src_->ready[0] = false;
             return true;
         }
         if (errno == EINTR) continue;
@@ -386,6 +396,14 @@ OFFLOAD_DECL async_fd::async_fd(int fd) {
             "with SOCK_NONBLOCK / O_NONBLOCK, or set it with fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) first",
             fd));
     auto* s = new detail::fd_source(&loop, fd);
+    struct stat st {};
+    if (::fstat(fd, &st) == 0) {
+        int type = 0;
+        socklen_t len = sizeof type;
+        s->stream = S_ISFIFO(st.st_mode) ||
+                    (S_ISSOCK(st.st_mode) && ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 &&
+                     type == SOCK_STREAM);
+    }
     try {
         loop.attach_io(fd, s);
     } catch (...) {
