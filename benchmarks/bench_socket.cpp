@@ -1,7 +1,9 @@
 // bench_socket — a socket ping-pong between two tasks of one event loop:
 // offload (two offload::async_fd, read_some / write_some) beside asio (two
 // coroutines on one io_context, async_read_some / async_write_some with
-// use_awaitable), over an AF_UNIX socketpair and over loopback TCP, with
+// use_awaitable) and beside offload's raw way (read/send on plain fds and
+// event_loop::readable(fd) / writable(fd) on EAGAIN: what a socket cost
+// before async_fd), over an AF_UNIX socketpair and over loopback TCP, with
 // 1-byte and 4 KiB messages. Each round trip is timed: median and p99.
 // Target: offload's round trip <= 1.0x asio's.
 //
@@ -154,6 +156,67 @@ std::vector<double> offload_pingpong(transport t, std::size_t size, long warmup,
 }
 
 // ---------------------------------------------------------------------------
+// offload before async_fd: raw fds, event_loop::readable(fd) (level-triggered,
+// registered for each wait: an EPOLL_CTL_ADD and a DEL per wait)
+// ---------------------------------------------------------------------------
+
+// Reads (or writes) once the fd is ready; a raw loop's way.
+offload::task<std::size_t> raw_read(int fd, std::span<std::byte> buf) {
+    for (;;) {
+        ssize_t n = ::read(fd, buf.data(), buf.size());
+        if (n >= 0) co_return static_cast<std::size_t>(n);
+        if (errno != EAGAIN) fail("read");
+        co_await offload::event_loop::current().readable(fd);
+    }
+}
+
+offload::task<std::size_t> raw_write(int fd, std::span<const std::byte> buf) {
+    for (;;) {
+        ssize_t n = ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL);
+        if (n >= 0) co_return static_cast<std::size_t>(n);
+        if (errno != EAGAIN) fail("send");
+        co_await offload::event_loop::current().writable(fd);
+    }
+}
+
+offload::task<> raw_pong(int fd, std::size_t size) {
+    std::vector<std::byte> buf(std::max(size, read_buffer));
+    for (;;) {
+        for (std::size_t got = 0; got < size;) {
+            std::size_t n = co_await raw_read(fd, std::span(buf).subspan(got, buf.size() - got));
+            if (n == 0) co_return;
+            got += n;
+        }
+        for (std::size_t put = 0; put < size;) put += co_await raw_write(fd, std::span(buf).subspan(put, size - put));
+    }
+}
+
+std::vector<double> raw_pingpong(transport t, std::size_t size, long warmup, long rounds) {
+    fd_pair p = make_pair(t);
+    std::vector<double> samples;
+    samples.reserve(static_cast<std::size_t>(rounds));
+    offload::run([](fd_pair fds, std::size_t sz, long w, long n, std::vector<double>* out) -> offload::task<> {
+        auto ponger = offload::create_task(raw_pong(fds.b, sz));
+        std::vector<std::byte> msg(sz, std::byte{'p'}), back(std::max(sz, read_buffer));
+        for (long i = 0; i < w + n; ++i) {
+            auto t0 = bench_clock::now();
+            for (std::size_t put = 0; put < sz;) put += co_await raw_write(fds.a, std::span(msg).subspan(put));
+            for (std::size_t got = 0; got < sz;) {
+                std::size_t k = co_await raw_read(fds.a, std::span(back).subspan(got, back.size() - got));
+                if (k == 0) throw std::runtime_error("bench_socket: early end of file");
+                got += k;
+            }
+            if (i >= w) out->push_back(ns_since(t0));
+        }
+        ::shutdown(fds.a, SHUT_WR);
+        co_await ponger;
+    }(p, size, warmup, rounds, &samples));
+    ::close(p.a);
+    ::close(p.b);
+    return samples;
+}
+
+// ---------------------------------------------------------------------------
 // asio: the same two coroutines on one io_context
 // ---------------------------------------------------------------------------
 
@@ -181,8 +244,7 @@ asio::awaitable<void> asio_ping(Socket& s, std::size_t size, long w, long n, std
         for (std::size_t put = 0; put < size;)
             put += co_await s.async_write_some(asio::buffer(msg.data() + put, size - put), asio::use_awaitable);
         for (std::size_t got = 0; got < size;)
-            got += co_await s.async_read_some(asio::buffer(back.data() + got, back.size() - got),
-                                              asio::use_awaitable);
+            got += co_await s.async_read_some(asio::buffer(back.data() + got, back.size() - got), asio::use_awaitable);
         if (i >= w) out->push_back(ns_since(t0));
     }
     s.shutdown(asio::socket_base::shutdown_send);
@@ -217,11 +279,15 @@ std::vector<double> asio_pingpong(transport t, std::size_t size, long warmup, lo
 // System calls per round trip, counted with strace outside the timing
 // ---------------------------------------------------------------------------
 
-// The child mode: `--child offload|asio unix|tcp SIZE ROUNDS` runs round trips untimed.
+// The child mode: `--child offload|raw|asio unix|tcp SIZE ROUNDS` runs round trips untimed.
 int run_child(std::string_view who, std::string_view tr, std::size_t size, long rounds) {
     transport t = tr == "tcp" ? transport::tcp : transport::unix_socket;
     if (who == "offload") {
         offload_pingpong(t, size, 0, rounds);
+        return 0;
+    }
+    if (who == "raw") {
+        raw_pingpong(t, size, 0, rounds);
         return 0;
     }
 #if OFFLOAD_HAVE_ASIO
@@ -334,11 +400,14 @@ int main(int argc, char** argv) {
     for (transport t : {transport::unix_socket, transport::tcp}) {
         for (std::size_t size : cfg.sizes) {
             // Interleave the two sides per repeat, so that both see the same machine.
-            std::vector<double> off_med, off_p99, asio_med, asio_p99;
+            std::vector<double> off_med, off_p99, asio_med, asio_p99, raw_med, raw_p99;
             for (int r = 0; r < cfg.repeats; ++r) {
                 auto s = offload_pingpong(t, size, cfg.warmup, cfg.rounds);
                 off_med.push_back(median(s));
                 off_p99.push_back(percentile(s, 0.99));
+                auto w = raw_pingpong(t, size, cfg.warmup, cfg.rounds);
+                raw_med.push_back(median(w));
+                raw_p99.push_back(percentile(w, 0.99));
 #if OFFLOAD_HAVE_ASIO
                 if (cfg.asio) {
                     auto q = asio_pingpong(t, size, cfg.warmup, cfg.rounds);
@@ -354,10 +423,12 @@ int main(int argc, char** argv) {
             std::string what = fmt::format("{} {}", name_of(t), size == 1 ? "1 B" : fmt::format("{} B", size));
             rows.emplace_back(fmt::format("{}_{}B_median_ns", name_of(t), size),
                               fmt::format("ping-pong round trip, {}, median", what), kind::time_ns, median(off_med),
-                              std::vector<peer>{asio_peer(asio_med)}, "asio", 1.0);
+                              std::vector<peer>{asio_peer(asio_med), peer{"readable(fd)", median(raw_med), ""}}, "asio",
+                              1.0);
             rows.emplace_back(fmt::format("{}_{}B_p99_ns", name_of(t), size),
                               fmt::format("ping-pong round trip, {}, p99", what), kind::time_ns, median(off_p99),
-                              std::vector<peer>{asio_peer(asio_p99)}, "", 0.0);
+                              std::vector<peer>{asio_peer(asio_p99), peer{"readable(fd)", median(raw_p99), ""}}, "",
+                              0.0);
         }
     }
 
@@ -370,7 +441,7 @@ int main(int argc, char** argv) {
         fmt::print("\ncounting system calls with strace -f -c ({} and {} round trips, difference)...\n", small, big);
         for (transport t : {transport::unix_socket, transport::tcp}) {
             auto off = syscalls_per_round_trip(me, "offload", t, 1, small, big);
-            std::optional<syscall_profile> as;
+            std::optional<syscall_profile> as, raw = syscalls_per_round_trip(me, "raw", t, 1, small, big);
 #if OFFLOAD_HAVE_ASIO
             if (cfg.asio) as = syscalls_per_round_trip(me, "asio", t, 1, small, big);
 #endif
@@ -385,19 +456,26 @@ int main(int argc, char** argv) {
             auto cell = [](const std::optional<syscall_profile>& p, double v) {
                 return p ? fmt::format("{:.2f}", v) : std::string("n/a");
             };
-            syscall_lines.push_back(fmt::format("{:<34} | {:>7.2f} | {:>7}", fmt::format("{}, all syscalls", name_of(t)),
-                                                off->total, cell(as, as ? as->total : 0)));
-            syscall_lines.push_back(fmt::format("{:<34} | {:>7.2f} | {:>7}",
-                                                fmt::format("{}, epoll_ctl (target 0): {}", name_of(t),
-                                                            ctl(*off) < 0.01 ? "met" : "NOT met"),
-                                                ctl(*off), cell(as, as ? ctl(*as) : 0)));
+            syscall_lines.push_back(fmt::format("{:<34} | {:>7.2f} | {:>7} | {:>12}",
+                                                fmt::format("{}, all syscalls", name_of(t)), off->total,
+                                                cell(as, as ? as->total : 0), cell(raw, raw ? raw->total : 0)));
+            syscall_lines.push_back(fmt::format(
+                "{:<34} | {:>7.2f} | {:>7} | {:>12}",
+                fmt::format("{}, epoll_ctl (target 0): {}", name_of(t), ctl(*off) < 0.01 ? "met" : "NOT met"),
+                ctl(*off), cell(as, as ? ctl(*as) : 0), cell(raw, raw ? ctl(*raw) : 0)));
             fmt::print("  {} offload: {:.2f} per round trip ({})\n", name_of(t), off->total, describe(*off));
             if (as) fmt::print("  {} asio:    {:.2f} per round trip ({})\n", name_of(t), as->total, describe(*as));
+            if (raw)
+                fmt::print("  {} readable(fd): {:.2f} per round trip ({})\n", name_of(t), raw->total, describe(*raw));
             extra += fmt::format("  \"{}_syscalls_per_round_trip_offload\": {:.3f},\n", name_of(t), off->total);
             extra += fmt::format("  \"{}_epoll_ctl_per_round_trip_offload\": {:.3f},\n", name_of(t), ctl(*off));
             if (as) {
                 extra += fmt::format("  \"{}_syscalls_per_round_trip_asio\": {:.3f},\n", name_of(t), as->total);
                 extra += fmt::format("  \"{}_epoll_ctl_per_round_trip_asio\": {:.3f},\n", name_of(t), ctl(*as));
+            }
+            if (raw) {
+                extra += fmt::format("  \"{}_syscalls_per_round_trip_readable_fd\": {:.3f},\n", name_of(t), raw->total);
+                extra += fmt::format("  \"{}_epoll_ctl_per_round_trip_readable_fd\": {:.3f},\n", name_of(t), ctl(*raw));
             }
             extra += fmt::format("  \"{}_syscalls_offload\": \"{}\",\n", name_of(t), json_escape(describe(*off)));
             if (as) extra += fmt::format("  \"{}_syscalls_asio\": \"{}\",\n", name_of(t), json_escape(describe(*as)));
@@ -407,10 +485,10 @@ int main(int argc, char** argv) {
     fmt::print("\nbench_socket: ping-pong between two tasks of one loop over a socket ({} round trips x {} "
                "repeats; median of the repeats' medians / p99s)\n",
                cfg.rounds, cfg.repeats);
-    print_table(rows, 1);
+    print_table(rows, 2);
     if (!syscall_lines.empty()) {
         fmt::print("\nsystem calls per round trip, 1 B (strace -f -c, outside the timing)\n");
-        fmt::print("{:<34} | {:>7} | {:>7}\n", "", "offload", "asio");
+        fmt::print("{:<34} | {:>7} | {:>7} | {:>12}\n", "", "offload", "asio", "readable(fd)");
         for (auto& l : syscall_lines) fmt::print("{}\n", l);
     }
     extra += fmt::format("  \"rounds\": {},\n", cfg.rounds);

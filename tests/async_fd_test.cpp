@@ -74,8 +74,7 @@ task<> wait_writable(async_fd& fd) { co_await fd.writable(); }
 
 } // namespace
 
-TEST_CASE("async_fd: a ping-pong between two tasks makes no epoll_ctl call after the registrations",
-          "[async_fd][io]") {
+TEST_CASE("async_fd: a ping-pong between two tasks makes no epoll_ctl call after the registrations", "[async_fd][io]") {
     run([]() -> task<> {
         raw_pair p = make_socketpair();
         const std::uint64_t before = ctl_calls();
@@ -297,8 +296,36 @@ TEST_CASE("async_fd: a cancelled wait leaves its slot; the next wait works witho
     }());
 }
 
-TEST_CASE("async_fd: a read done for a task whose cancellation comes later keeps its bytes",
+TEST_CASE("async_fd: a read cancelled just before its fd turns readable reads nothing; the byte waits for the next "
+          "read",
           "[async_fd][io][cancel]") {
+    run([]() -> task<> {
+        raw_pair p = make_socketpair(), x = make_socketpair();
+        async_fd a(p.fd[0]), b(p.fd[1]);
+        std::vector<std::byte> buf(8);
+        auto reader = create_task(read_into(b, buf));
+        co_await settle();
+        REQUIRE_FALSE(reader.done());
+        // One poll reports x first, then b: x's callback cancels the reader,
+        // and b's edge, right after, must not read for (or wake) the cancelled task.
+        auto& loop = event_loop::current();
+        loop.add_reader(x.fd[1], [&] {
+            reader.cancel();
+            loop.remove_reader(x.fd[1]);
+        });
+        REQUIRE(::write(x.fd[0], "x", 1) == 1);
+        REQUIRE(::write(p.fd[0], "b", 1) == 1);
+        REQUIRE_THROWS_AS(co_await reader, cancelled_error);
+        CHECK(b.read_ready());
+        std::size_t n = co_await b.read_some(buf);
+        CHECK(n == 1u);
+        CHECK(static_cast<char>(buf[0]) == 'b');
+        for (int f : x.fd) ::close(f);
+        (void)a;
+    }());
+}
+
+TEST_CASE("async_fd: a read done for a task whose cancellation comes later keeps its bytes", "[async_fd][io][cancel]") {
     run([]() -> task<> {
         raw_pair p = make_socketpair(), q = make_socketpair();
         async_fd a(p.fd[0]), b(p.fd[1]), c(q.fd[0]), d(q.fd[1]);
@@ -435,6 +462,35 @@ TEST_CASE("async_fd: an fd number reused after close is registered again and wor
         std::size_t n = co_await reader; // a registration left for the old file would never fire here
         CHECK(n == 1u);
         CHECK(static_cast<char>(buf[0]) == '2');
+    }());
+}
+
+TEST_CASE("async_fd: close removes the fd from epoll first: a file still open elsewhere does not wake the number's "
+          "next owner",
+          "[async_fd][io]") {
+    run([]() -> task<> {
+        raw_pair p = make_socketpair();
+        const int number = p.fd[1];
+        const int dup = ::fcntl(p.fd[1], F_DUPFD_CLOEXEC, 100); // keeps the old file open (as a fork would)
+        REQUIRE(dup >= 100);
+        {
+            async_fd old(p.fd[1]);
+        } // closed; without EPOLL_CTL_DEL epoll would keep watching the file, which dup keeps alive
+        raw_pair q = make_socketpair();
+        REQUIRE((q.fd[0] == number || q.fd[1] == number));
+        const int other = q.fd[0] == number ? q.fd[1] : q.fd[0];
+        async_fd now(number), peer(other);
+        co_await settle();
+        now.clear_read_ready();
+        auto waiting = create_task(wait_readable(now));
+        co_await settle();
+        REQUIRE(::write(p.fd[0], "o", 1) == 1); // data for the old file only
+        co_await settle();
+        CHECK_FALSE(waiting.done()); // no spurious wake-up from the old registration
+        co_await peer.write_some(bytes_of("n"));
+        co_await waiting;
+        ::close(dup);
+        ::close(p.fd[0]);
     }());
 }
 

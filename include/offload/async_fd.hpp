@@ -235,8 +235,7 @@ public:
     /// MSG_NOSIGNAL: a closed peer throws std::system_error (EPIPE), no SIGPIPE.
     [[nodiscard]] transfer_awaiter write_some(std::span<const std::byte> buf,
                                               std::source_location loc = std::source_location::current()) {
-        return transfer_awaiter(src_, detail::fd_op::kind::write, const_cast<std::byte*>(buf.data()), buf.size(),
-                                loc);
+        return transfer_awaiter(src_, detail::fd_op::kind::write, const_cast<std::byte*>(buf.data()), buf.size(), loc);
     }
 
     /// The readiness bits (true: the next syscall is worth trying).
@@ -335,8 +334,7 @@ OFFLOAD_DECL bool fd_op::attempt() {
             // there was: the next read would meet EAGAIN, so skip it (as
             // tokio does); data arriving after this read is a new edge. Not
             // for datagrams: a short read there is one datagram of several.
-            if (kind_ == kind::read && src_->stream && n_ > 0 && n_ < len_ && !src_->closed[0])
-                src_->ready[0] = false;
+            if (kind_ == kind::read && src_->stream && n_ > 0 && n_ < len_ && !src_->closed[0]) src_->ready[0] = false;
             return true;
         }
         if (errno == EINTR) continue;
@@ -365,18 +363,15 @@ OFFLOAD_DECL void fd_op::on_shut(bool closing) {
 OFFLOAD_DECL std::size_t fd_op::result() const {
     throw_if_cancelled();
     switch (fail_) {
-    case failure::none:
-        return n_;
+    case failure::none: return n_;
     case failure::closed:
         throw std::system_error(std::make_error_code(std::errc::operation_canceled),
                                 fmt::format("offload: async_fd (fd {}) was closed while a task waited on it", fd_));
     case failure::released:
         throw std::system_error(std::make_error_code(std::errc::operation_canceled),
                                 fmt::format("offload: async_fd (fd {}) was released while a task waited on it", fd_));
-    case failure::loop_gone:
-        throw std::logic_error("offload: the event loop of this async_fd is gone");
-    case failure::errno_set:
-        break;
+    case failure::loop_gone: throw std::logic_error("offload: the event loop of this async_fd is gone");
+    case failure::errno_set: break;
     }
     throw std::system_error(err_, std::generic_category(),
                             fmt::format("offload: {} fd {}", kind_ == kind::read ? "read from" : "write to", fd_));
