@@ -82,6 +82,12 @@ public:
         wake_cancelled();
     }
 
+protected:
+    /// Throws what went wrong, or returns the bytes moved.
+    std::size_t result() const;
+
+private:
+    friend class fd_source;
     /// The fd became ready for this direction (called by the source).
     void on_ready();
     /// The async_fd was closed (`closing`) or let go of (release) while we waited.
@@ -93,11 +99,6 @@ public:
         fail_ = failure::loop_gone;
     }
 
-protected:
-    /// Throws what went wrong, or returns the bytes moved.
-    std::size_t result() const;
-
-private:
     int dir() const noexcept { return kind_ == kind::write || kind_ == kind::wait_write ? 1 : 0; }
     bool transfers() const noexcept { return kind_ == kind::read || kind_ == kind::write; }
     bool attempt();
