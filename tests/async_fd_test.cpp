@@ -10,6 +10,7 @@
 #include <offload/sleep.hpp>
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
+#include <offload/wait_for.hpp>
 
 #include <fd_count.hpp>
 
@@ -322,6 +323,18 @@ TEST_CASE("async_fd: a read cancelled just before its fd turns readable reads no
         CHECK(static_cast<char>(buf[0]) == 'b');
         for (int f : x.fd) ::close(f);
         (void)a;
+    }());
+}
+
+TEST_CASE("async_fd: read_some under wait_for times out and frees its slot", "[async_fd][io][cancel]") {
+    run([]() -> task<> {
+        raw_pair p = make_socketpair();
+        async_fd a(p.fd[0]), b(p.fd[1]);
+        std::vector<std::byte> buf(8);
+        REQUIRE_THROWS_AS(co_await wait_for(b.read_some(buf), 20ms), timeout_error);
+        co_await a.write_some(bytes_of("t"));
+        std::size_t n = co_await wait_for(b.read_some(buf), 10s);
+        CHECK(n == 1u);
     }());
 }
 
