@@ -235,8 +235,8 @@ private:
     // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
     // step schedules waits for the next iteration.
     ring_queue<small_function> ready_;
-    std::unique_ptr<stall_watch> watch_; // debug mode, while the loop runs (tested on every step)
     step_clock steps_;                   // what a debug step touches (see stall_watch.hpp)
+    std::unique_ptr<stall_watch> watch_; // debug mode, from the first run on (tested on every step)
     intrusive_list<task_record> tasks_;
     std::vector<task_record*> retired_;
     bool debug_ = false;
@@ -405,13 +405,18 @@ OFFLOAD_DECL void loop_core::call_exception_handler(const exception_context& c) 
     std::fprintf(stderr, "offload: %s%s: %s\n", c.message.c_str(), task.c_str(), what.c_str());
 }
 
-// Starts or stops the stall watchdog to match debug mode while the loop runs.
+// Starts the stall watchdog when a debug loop runs, and keeps it (idle
+// between runs) until debug mode is turned off or the loop is destroyed:
+// starting a thread as each run begins and joining it as it ends would cost
+// more than a short run itself (on a busy machine, the join alone waits for
+// the watchdog to get a CPU).
 OFFLOAD_DECL void loop_core::update_watch() {
     if (debug_ && running_ && !watch_) {
         steps_.set_idle(false);
         watch_ = std::make_unique<stall_watch>(steps_, slow_threshold_);
-    } else if ((!debug_ || !running_) && watch_)
+    } else if (!debug_ && watch_) {
         watch_.reset();
+    }
 }
 
 // The watchdog flagged the step that just ended: time it, report it if slow.
@@ -447,6 +452,7 @@ OFFLOAD_DECL void loop_core::enter() {
     tls.loop = this;
     running_ = true;
     stopping_ = false;
+    steps_.set_idle(false);
     update_watch();
 }
 
@@ -455,7 +461,7 @@ OFFLOAD_DECL void loop_core::leave() noexcept {
     tls.ctx = nullptr;
     running_ = false;
     stopping_ = false;
-    watch_.reset();
+    steps_.set_idle(true); // the watchdog stays, with nothing to watch until the next run
 }
 
 OFFLOAD_DECL void loop_core::run_forever() {
