@@ -5,7 +5,9 @@
 // two calls per worker in flight, so the loop also handles a completion
 // every ~0.5 ms. Variants: a thread_pool and a process_pool with as many
 // workers as cores, with one worker fewer, and with workers at nice 10
-// (thread_pool_options::nice / process_pool_options::nice).
+// (thread_pool_options::nice / process_pool_options::nice), and with the
+// loop's spin budget at 0 (event_loop::set_spin_budget: an idle loop that
+// expects completions sleeps at once instead of spinning for 50 us).
 //
 // Peer: Python asyncio with ThreadPoolExecutor / ProcessPoolExecutor doing
 // the same (bench_lag.py; lag from a sleep(1 ms) loop). Target: under a
@@ -76,7 +78,8 @@ task<> feeder(Pool& pool, const bool& stop, long& calls) {
 // Samples the loop's lag for `cfg.duration` while `inflight` feeders keep
 // `pool` busy (none when `pool` is null: the idle loop).
 template <class Pool>
-task<result> sample(Pool* pool, std::size_t inflight, const config& cfg) {
+task<result> sample(Pool* pool, std::size_t inflight, bool loop_spins, const config& cfg) {
+    if (!loop_spins) offload::event_loop::current().set_spin_budget(0ns);
     bool stop = false;
     long calls = 0;
     std::vector<offload::task_handle<void>> feeders;
@@ -98,16 +101,16 @@ task<result> sample(Pool* pool, std::size_t inflight, const config& cfg) {
     co_return r;
 }
 
-result run_idle(const config& cfg) { return offload::run(sample<offload::thread_pool>(nullptr, 0, cfg)); }
+result run_idle(const config& cfg) { return offload::run(sample<offload::thread_pool>(nullptr, 0, true, cfg)); }
 
-result run_threads(std::size_t workers, int nice, const config& cfg) {
+result run_threads(std::size_t workers, int nice, bool loop_spins, const config& cfg) {
     offload::thread_pool pool({.workers = workers, .max_queued = 0, .name = "lag", .nice = nice});
-    return offload::run(sample(&pool, 2 * workers, cfg));
+    return offload::run(sample(&pool, 2 * workers, loop_spins, cfg));
 }
 
-result run_processes(std::size_t workers, int nice, const config& cfg) {
+result run_processes(std::size_t workers, int nice, bool loop_spins, const config& cfg) {
     offload::process_pool pool({.workers = workers, .nice = nice});
-    return offload::run(sample(&pool, 2 * workers, cfg));
+    return offload::run(sample(&pool, 2 * workers, loop_spins, cfg));
 }
 
 double us(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e3; }
@@ -132,6 +135,7 @@ int main(int argc, char** argv) {
         bool process;
         std::size_t workers;
         int nice;
+        bool loop_spins; // false: the loop's spin budget is 0 (it sleeps at once)
         std::optional<result> r;
     };
     std::vector<variant> vs;
@@ -139,12 +143,14 @@ int main(int argc, char** argv) {
         const char* kind = process ? "processes" : "threads";
         const char* pool = process ? "process_pool" : "thread_pool";
         vs.push_back({fmt::format("{}_cores", kind), fmt::format("{} x{} (= cores)", pool, cores), process, cores, 0,
-                      std::nullopt});
+                      true, std::nullopt});
+        vs.push_back({fmt::format("{}_cores_loop_nospin", kind), fmt::format("{} x{}, loop spin budget 0", pool, cores),
+                      process, cores, 0, false, std::nullopt});
         vs.push_back({fmt::format("{}_cores_nice", kind), fmt::format("{} x{}, nice {}", pool, cores, nice_level),
-                      process, cores, nice_level, std::nullopt});
+                      process, cores, nice_level, true, std::nullopt});
         if (cores > 1)
             vs.push_back({fmt::format("{}_cores_minus_1", kind), fmt::format("{} x{} (cores - 1)", pool, cores - 1),
-                          process, cores - 1, 0, std::nullopt});
+                          process, cores - 1, 0, true, std::nullopt});
     }
 
     offload_bench::python_result py;
@@ -160,7 +166,9 @@ int main(int argc, char** argv) {
 
     fmt::print("running offload: idle, then {} pool variants of {} ms each...\n", vs.size(), cfg.duration.count());
     const result idle = run_idle(cfg);
-    for (auto& v : vs) v.r = v.process ? run_processes(v.workers, v.nice, cfg) : run_threads(v.workers, v.nice, cfg);
+    for (auto& v : vs)
+        v.r = v.process ? run_processes(v.workers, v.nice, v.loop_spins, cfg)
+                        : run_threads(v.workers, v.nice, v.loop_spins, cfg);
 
     using offload_bench::kind;
     using offload_bench::peer;
