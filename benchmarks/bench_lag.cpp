@@ -1,13 +1,16 @@
 // bench_lag — is the loop thread still responsive while pool workers keep
 // every core busy? The lag_monitor (a 1 ms periodic timer; lateness = firing
-// time minus due time) runs on the loop, first idle, then while a pool runs
+// time minus due time) runs on the loop, idle, and while a pool runs
 // CPU-bound calls (1 ms spins) nonstop: feeder tasks on the same loop keep
 // two calls per worker in flight, so the loop also handles a completion
-// every ~0.5 ms. Variants: a thread_pool and a process_pool with as many
-// workers as cores, with one worker fewer, and with workers at nice 10
-// (thread_pool_options::nice / process_pool_options::nice), and with the
-// loop's spin budget at 0 (event_loop::set_spin_budget: an idle loop that
-// expects completions sleeps at once instead of spinning for 50 us).
+// every ~0.5 ms. Every variant is sampled once per round, rounds interleaved,
+// so load from outside (a shared machine) falls on all of them alike. Variants: a thread_pool and a process_pool with
+// as many workers as cores, with one worker fewer, and with workers at nice 10 (thread_pool_options::nice /
+// process_pool_options::nice), and with the loop's spin budget at 0 (event_loop::set_spin_budget: an idle loop that
+// expects completions sleeps at once instead of spinning for 50 us), and
+// with the loop thread asking the scheduler for a 0.1 ms time slice
+// (sched_setattr sched_runtime; EEVDF, Linux 6.12+: a short slice means an
+// early deadline, so the waking loop preempts a worker at once).
 //
 // Peer: Python asyncio with ThreadPoolExecutor / ProcessPoolExecutor doing
 // the same (bench_lag.py; lag from a sleep(1 ms) loop). Target: under a
@@ -30,11 +33,14 @@
 
 #include <fmt/format.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
-#include <optional>
+#include <cstdint>
+#include <cstring>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <vector>
 
@@ -56,14 +62,48 @@ constexpr int nice_level = 10;  // the "nice" variants
     return n;
 }
 
+// Asks the EEVDF scheduler (Linux 6.12+) for a short time slice for the
+// calling thread (SCHED_OTHER, sched_attr.sched_runtime): its virtual
+// deadline comes sooner, so when it wakes it preempts a thread that has a
+// long slice left. `ns` 0: back to the default. False when not supported.
+bool set_thread_slice(std::chrono::nanoseconds ns) {
+    struct sched_attr_v1 {
+        std::uint32_t size, sched_policy;
+        std::uint64_t sched_flags;
+        std::int32_t sched_nice;
+        std::uint32_t sched_priority;
+        std::uint64_t sched_runtime, sched_deadline, sched_period;
+        std::uint32_t util_min, util_max;
+    } a;
+    std::memset(&a, 0, sizeof a);
+    a.size = sizeof a;
+    a.sched_policy = 0; // SCHED_OTHER
+    a.sched_nice = 0;
+    a.sched_runtime = static_cast<std::uint64_t>(ns.count());
+    return ::syscall(SYS_sched_setattr, 0, &a, 0) == 0;
+}
+
 struct config {
-    std::chrono::milliseconds duration{3000}; // sampling time per variant
-    std::chrono::milliseconds warmup{200};
+    int rounds = 5;                        // every variant once per round, interleaved
+    std::chrono::milliseconds round{600};  // sampling time per variant and round
+    std::chrono::milliseconds warmup{100}; // the pool saturated before sampling starts
 };
 
-struct result {
-    offload::lag_stats lag;
-    double calls_per_s = 0;
+// One measured configuration. Its pool and monitor live across the rounds,
+// so the samples of every round go into one histogram.
+struct variant {
+    std::string key, label;
+    bool process = false;
+    std::size_t workers = 0; // 0: no pool (the idle loop)
+    int nice = 0;
+    bool loop_spins = true;                // false: the loop's spin budget is 0
+    std::chrono::nanoseconds loop_slice{}; // > 0: the loop thread asks for this slice
+    std::unique_ptr<offload::thread_pool> threads;
+    std::unique_ptr<offload::process_pool> processes;
+    std::unique_ptr<offload::lag_monitor> mon = std::make_unique<offload::lag_monitor>(1ms);
+    long calls = 0;
+    double seconds = 0;
+    bool slice_failed = false;
 };
 
 // Keeps submitting spin_1ms to `pool` until `stop`.
@@ -75,42 +115,29 @@ task<> feeder(Pool& pool, const bool& stop, long& calls) {
     }
 }
 
-// Samples the loop's lag for `cfg.duration` while `inflight` feeders keep
-// `pool` busy (none when `pool` is null: the idle loop).
+// One round of `v`: saturate its pool (two calls in flight per worker; none
+// for the idle loop), then sample the loop's lag for `cfg.round`.
 template <class Pool>
-task<result> sample(Pool* pool, std::size_t inflight, bool loop_spins, const config& cfg) {
-    if (!loop_spins) offload::event_loop::current().set_spin_budget(0ns);
+task<> sample(Pool* pool, variant& v, const config& cfg) {
     bool stop = false;
     long calls = 0;
     std::vector<offload::task_handle<void>> feeders;
     if (pool)
-        for (std::size_t i = 0; i < inflight; ++i) feeders.push_back(offload::create_task(feeder(*pool, stop, calls)));
+        for (std::size_t i = 0; i < 2 * v.workers; ++i)
+            feeders.push_back(offload::create_task(feeder(*pool, stop, calls)));
     co_await offload::sleep(cfg.warmup);
+    const bool sliced = v.loop_slice.count() > 0 && set_thread_slice(v.loop_slice);
+    if (v.loop_slice.count() > 0 && !sliced) v.slice_failed = true;
     const long calls0 = calls;
-    offload::lag_monitor mon(1ms);
-    mon.start();
+    v.mon->start();
     const auto t0 = bench_clock::now();
-    co_await offload::sleep(cfg.duration);
-    result r;
-    r.lag = mon.stats();
-    mon.stop();
-    r.calls_per_s = static_cast<double>(calls - calls0) /
-                    std::chrono::duration<double>(bench_clock::now() - t0).count();
+    co_await offload::sleep(cfg.round);
+    v.mon->stop();
+    if (sliced) set_thread_slice(0ns);
+    v.seconds += std::chrono::duration<double>(bench_clock::now() - t0).count();
+    v.calls += calls - calls0;
     stop = true;
     for (auto& f : feeders) co_await f;
-    co_return r;
-}
-
-result run_idle(const config& cfg) { return offload::run(sample<offload::thread_pool>(nullptr, 0, true, cfg)); }
-
-result run_threads(std::size_t workers, int nice, bool loop_spins, const config& cfg) {
-    offload::thread_pool pool({.workers = workers, .max_queued = 0, .name = "lag", .nice = nice});
-    return offload::run(sample(&pool, 2 * workers, loop_spins, cfg));
-}
-
-result run_processes(std::size_t workers, int nice, bool loop_spins, const config& cfg) {
-    offload::process_pool pool({.workers = workers, .nice = nice});
-    return offload::run(sample(&pool, 2 * workers, loop_spins, cfg));
 }
 
 double us(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e3; }
@@ -125,53 +152,85 @@ int main(int argc, char** argv) {
     if (auto rc = offload_bench::parse_options(argc, argv, opt, "bench_lag.json", false)) return *rc;
     config cfg;
     if (opt.smoke) {
-        cfg.duration = 200ms;
+        cfg.rounds = 1;
+        cfg.round = 200ms;
         cfg.warmup = 50ms;
     }
     const std::size_t cores = offload::available_cpus();
+    const auto duration_ms = cfg.rounds * cfg.round.count();
 
-    struct variant {
-        std::string key, label;
-        bool process;
-        std::size_t workers;
-        int nice;
-        bool loop_spins; // false: the loop's spin budget is 0 (it sleeps at once)
-        std::optional<result> r;
-    };
-    std::vector<variant> vs;
+    std::vector<variant> vs(1);
+    vs[0].key = "idle";
+    vs[0].label = "idle loop";
     for (bool process : {false, true}) {
         const char* kind = process ? "processes" : "threads";
         const char* pool = process ? "process_pool" : "thread_pool";
-        vs.push_back({fmt::format("{}_cores", kind), fmt::format("{} x{} (= cores)", pool, cores), process, cores, 0,
-                      true, std::nullopt});
-        vs.push_back({fmt::format("{}_cores_loop_nospin", kind), fmt::format("{} x{}, loop spin budget 0", pool, cores),
-                      process, cores, 0, false, std::nullopt});
-        vs.push_back({fmt::format("{}_cores_nice", kind), fmt::format("{} x{}, nice {}", pool, cores, nice_level),
-                      process, cores, nice_level, true, std::nullopt});
-        if (cores > 1)
-            vs.push_back({fmt::format("{}_cores_minus_1", kind), fmt::format("{} x{} (cores - 1)", pool, cores - 1),
-                          process, cores - 1, 0, true, std::nullopt});
+        auto add = [&](const char* suffix, const std::string& label, std::size_t workers) -> variant& {
+            variant& v = vs.emplace_back();
+            v.key = fmt::format("{}_{}", kind, suffix);
+            v.label = fmt::format("{} x{}{}", pool, workers, label);
+            v.process = process;
+            v.workers = workers;
+            return v;
+        };
+        add("cores", " (= cores)", cores);
+        add("cores_loop_nospin", ", loop spin budget 0", cores).loop_spins = false;
+        add("cores_nice", fmt::format(", nice {}", nice_level), cores).nice = nice_level;
+        add("cores_loop_slice", ", loop slice 0.1 ms", cores).loop_slice = 100us;
+        if (cores > 1) add("cores_minus_1", " (cores - 1)", cores - 1);
     }
 
     offload_bench::python_result py;
     if (opt.python) {
         fmt::print("running the Python asyncio peer...\n");
-        py = offload_bench::run_python("bench_lag.py",
-                                       fmt::format("--duration-ms {} --warmup-ms {} --workers {} --nice {}",
-                                                   cfg.duration.count(), cfg.warmup.count(), cores, nice_level),
-                                       argv[0]);
+        py =
+            offload_bench::run_python("bench_lag.py",
+                                      fmt::format("--rounds {} --round-ms {} --warmup-ms {} --workers {} --nice {}",
+                                                  cfg.rounds, cfg.round.count(), cfg.warmup.count(), cores, nice_level),
+                                      argv[0]);
     } else {
         py.unavailable = "n/a (--no-python)";
     }
 
-    fmt::print("running offload: idle, then {} pool variants of {} ms each...\n", vs.size(), cfg.duration.count());
-    const result idle = run_idle(cfg);
+    fmt::print("running offload: {} variants, {} interleaved rounds of {} ms each...\n", vs.size(), cfg.rounds,
+               cfg.round.count());
+    // Every pool exists before any sampling (a thread worker would inherit a
+    // slice the loop thread asked for). Two loops: the default spin budget,
+    // and none.
+    for (auto& v : vs) {
+        if (v.workers == 0) continue;
+        if (v.process)
+            v.processes = std::make_unique<offload::process_pool>(
+                offload::process_pool_options{.workers = v.workers, .nice = v.nice});
+        else
+            v.threads = std::make_unique<offload::thread_pool>(
+                offload::thread_pool_options{.workers = v.workers, .max_queued = 0, .name = "lag", .nice = v.nice});
+    }
+    offload::event_loop spinning, sleeping;
+    sleeping.set_spin_budget(0ns);
+    for (int r = 0; r < cfg.rounds; ++r)
+        for (auto& v : vs) {
+            auto& loop = v.loop_spins ? spinning : sleeping;
+            if (v.processes)
+                loop.run_until_complete(sample(v.processes.get(), v, cfg));
+            else
+                loop.run_until_complete(sample(v.threads.get(), v, cfg));
+        }
+    // The pools go before the loops they are bound to, the newest first: a
+    // forkserver forked later holds copies of the older pools' forkserver
+    // sockets, and an older forkserver waits for all of them to close (its
+    // pool's shutdown then waits forever; reported, not fixed here).
+    for (auto it = vs.rbegin(); it != vs.rend(); ++it) {
+        it->processes.reset();
+        it->threads.reset();
+    }
     for (auto& v : vs)
-        v.r = v.process ? run_processes(v.workers, v.nice, v.loop_spins, cfg)
-                        : run_threads(v.workers, v.nice, v.loop_spins, cfg);
+        if (v.slice_failed)
+            fmt::print("note: {}: sched_setattr(sched_runtime) failed; sampled with the default slice\n", v.key);
 
     using offload_bench::kind;
     using offload_bench::peer;
+    const offload::lag_stats idle = vs[0].mon->stats();
     std::vector<offload_bench::row> rows;
     auto py_peer = [&](const std::string& key) {
         return peer{"asyncio", py.get(key), py.unavailable.value_or("n/a (missing)")};
@@ -184,30 +243,34 @@ int main(int argc, char** argv) {
         {"p50", &offload::lag_stats::p50}, {"p99", &offload::lag_stats::p99}, {"max", &offload::lag_stats::max}};
     for (auto& s : stats)
         rows.emplace_back(fmt::format("idle_{}_us", s.name), fmt::format("idle loop, lag {}", s.name), kind::time_us,
-                          us(idle.lag.*s.field), std::vector<peer>{py_peer(fmt::format("idle_{}_us", s.name))}, "", 0);
+                          us(idle.*s.field), std::vector<peer>{py_peer(fmt::format("idle_{}_us", s.name))}, "", 0);
     for (auto& v : vs) {
+        if (v.workers == 0) continue;
+        const offload::lag_stats lag = v.mon->stats();
         for (auto& s : stats) {
-            const bool p99 = std::string_view(s.name) == "p99";
             std::vector<offload_bench::target_spec> targets;
-            if (p99) targets.push_back({"idle", 1.5});
+            if (std::string_view(s.name) == "p99") targets.push_back({"idle", 1.5});
             rows.emplace_back(fmt::format("{}_{}_us", v.key, s.name), fmt::format("{}, lag {}", v.label, s.name),
-                              kind::time_us, us(v.r->lag.*s.field),
-                              std::vector<peer>{{"idle", us(idle.lag.*s.field), ""},
+                              kind::time_us, us(lag.*s.field),
+                              std::vector<peer>{{"idle", us(idle.*s.field), ""},
                                                 py_peer(fmt::format("{}_{}_us", v.key, s.name))},
                               std::move(targets));
         }
     }
 
     fmt::print("\nbench_lag: loop lag (lag_monitor, 1 ms timer) while pool workers run 1 ms CPU spins nonstop; "
-               "{} CPUs, {} ms per variant\n",
-               cores, cfg.duration.count());
+               "{} CPUs, {} ms per variant in {} interleaved rounds\n",
+               cores, duration_ms, cfg.rounds);
     offload_bench::print_table(rows, 2);
     fmt::print("\ncalls completed per second (offload):");
-    for (auto& v : vs) fmt::print(" {} {:.0f};", v.key, v.r->calls_per_s);
+    for (auto& v : vs)
+        if (v.workers) fmt::print(" {} {:.0f};", v.key, static_cast<double>(v.calls) / v.seconds);
     fmt::print("\nratio = offload cost / peer cost; 'idle' is this loop idle in the same run (target: p99 <= 1.5x "
                "idle).\n");
-    std::string extra = fmt::format("  \"duration_ms\": {},\n  \"cores\": {},\n", cfg.duration.count(), cores);
-    for (auto& v : vs) extra += fmt::format("  \"{}_calls_per_s\": {:.0f},\n", v.key, v.r->calls_per_s);
-    offload_bench::write_json(opt.json_path, "bench_lag", opt.smoke, 1, rows, extra);
+    std::string extra = fmt::format("  \"duration_ms\": {},\n  \"cores\": {},\n", duration_ms, cores);
+    for (auto& v : vs)
+        if (v.workers)
+            extra += fmt::format("  \"{}_calls_per_s\": {:.0f},\n", v.key, static_cast<double>(v.calls) / v.seconds);
+    offload_bench::write_json(opt.json_path, "bench_lag", opt.smoke, cfg.rounds, rows, extra);
     return 0;
 }

@@ -4,10 +4,11 @@
 Measures the loop's lag (lateness of `await asyncio.sleep(0.001)`) while the
 loop is idle, then while a ThreadPoolExecutor or ProcessPoolExecutor runs
 1 ms CPU spins nonstop (two calls in flight per worker, fed from the loop),
-with as many workers as cores, at nice N, and with one worker fewer. Prints
-one flat JSON object: <variant>_{p50,p99,max}_us.
+with as many workers as cores, at nice N, and with one worker fewer; every
+variant once per round, rounds interleaved. Prints one flat JSON object:
+<variant>_{p50,p99,max}_us.
 
-    python3 benchmarks/bench_lag.py --duration-ms 3000 --warmup-ms 200 --workers 2 --nice 10
+    python3 benchmarks/bench_lag.py --rounds 5 --round-ms 600 --warmup-ms 100 --workers 2 --nice 10
 """
 
 import argparse
@@ -46,7 +47,7 @@ def percentile(values, q):
     return v[min(len(v), rank) - 1]
 
 
-async def sample(pool, inflight, duration_s, warmup_s):
+async def sample(pool, inflight, round_s, warmup_s, late):
     loop = asyncio.get_running_loop()
     stop = False
 
@@ -56,52 +57,53 @@ async def sample(pool, inflight, duration_s, warmup_s):
 
     feeders = [asyncio.create_task(feeder()) for _ in range(inflight)] if pool else []
     await asyncio.sleep(warmup_s)
-    late = []
-    end = time.perf_counter() + duration_s
+    end = time.perf_counter() + round_s
     while time.perf_counter() < end:
         t0 = time.perf_counter()
         await asyncio.sleep(0.001)
         late.append(max(0.0, time.perf_counter() - t0 - 0.001) * 1e6)
     stop = True
     await asyncio.gather(*feeders)
-    return late
-
-
-def run(make_pool, workers, duration_s, warmup_s):
-    if make_pool is None:
-        return asyncio.run(sample(None, 0, duration_s, warmup_s))
-    with make_pool() as pool:
-        # Start every worker before sampling (a ProcessPoolExecutor starts them lazily).
-        list(pool.map(abs, range(4 * workers)))
-        return asyncio.run(sample(pool, 2 * workers, duration_s, warmup_s))
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration-ms", type=int, default=3000)
-    ap.add_argument("--warmup-ms", type=int, default=200)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--round-ms", type=int, default=600)
+    ap.add_argument("--warmup-ms", type=int, default=100)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--nice", type=int, default=10)
     a = ap.parse_args()
-    d, w, n = a.duration_ms / 1000, a.warmup_ms / 1000, a.workers
+    r, w, n = a.round_ms / 1000, a.warmup_ms / 1000, a.workers
     T = concurrent.futures.ThreadPoolExecutor
     P = concurrent.futures.ProcessPoolExecutor
+    # key: (pool or None, workers). The loop-spin and loop-slice variants of
+    # bench_lag.cpp have no asyncio counterpart.
     variants = {
         "idle": (None, 0),
-        "threads_cores": (lambda: T(n), n),
-        "threads_cores_nice": (lambda: T(n, initializer=nice_thread, initargs=(a.nice,)), n),
-        "processes_cores": (lambda: P(n), n),
-        "processes_cores_nice": (lambda: P(n, initializer=nice_process, initargs=(a.nice,)), n),
+        "threads_cores": (T(n), n),
+        "threads_cores_nice": (T(n, initializer=nice_thread, initargs=(a.nice,)), n),
+        "processes_cores": (P(n), n),
+        "processes_cores_nice": (P(n, initializer=nice_process, initargs=(a.nice,)), n),
     }
     if n > 1:
-        variants["threads_cores_minus_1"] = (lambda: T(n - 1), n - 1)
-        variants["processes_cores_minus_1"] = (lambda: P(n - 1), n - 1)
+        variants["threads_cores_minus_1"] = (T(n - 1), n - 1)
+        variants["processes_cores_minus_1"] = (P(n - 1), n - 1)
+    for pool, workers in variants.values():
+        if pool:  # start every worker before sampling (they start lazily)
+            list(pool.map(abs, range(4 * workers)))
+    lates = {key: [] for key in variants}
+    for _ in range(a.rounds):  # interleaved, as in bench_lag.cpp
+        for key, (pool, workers) in variants.items():
+            asyncio.run(sample(pool, 2 * workers, r, w, lates[key]))
     out = {}
-    for key, (make, workers) in variants.items():
-        late = run(make, workers, d, w)
+    for key, late in lates.items():
         out[f"{key}_p50_us"] = percentile(late, 0.50)
         out[f"{key}_p99_us"] = percentile(late, 0.99)
         out[f"{key}_max_us"] = max(late)
+    for pool, _ in variants.values():
+        if pool:
+            pool.shutdown()
     print(json.dumps(out))
 
 
