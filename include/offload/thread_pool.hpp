@@ -27,8 +27,10 @@ struct thread_pool_options {
     std::string name = "offload";
     /// How much each worker raises its niceness as it starts (setpriority on
     /// its own thread; like `nice -n`): 0 to 19, else std::invalid_argument.
-    /// With as many busy workers as cores, a nice of 10 or more lets the
-    /// loop's thread win the CPU the moment it wakes (see bench_lag).
+    /// With as many busy workers as cores, a nice worker yields its core to
+    /// the loop's thread as soon as that wakes, instead of at the end of its
+    /// time slice (milliseconds); it also yields to every other nice-0
+    /// process, so a pool on a busy machine gets less CPU. See bench_lag.
     int nice = 0;
 };
 
