@@ -20,6 +20,7 @@ TEST_CASE("process_pool_options: defaults are forkserver, respawn, no limits, 1 
     CHECK_FALSE(o.limits.cpu_seconds.has_value());
     CHECK_FALSE(o.limits.address_space.has_value());
     CHECK(o.shared_memory_threshold == std::size_t(1) << 20);
+    CHECK(o.nice == 0);
 }
 
 TEST_CASE("process_pool_options: to_string names each start method", "[process_pool]") {

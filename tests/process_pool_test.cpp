@@ -11,6 +11,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -21,6 +23,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -35,6 +38,7 @@ namespace {
 // --- what the workers run ------------------------------------------------------------
 
 int add(int a, int b) { return a + b; }
+int my_nice() { return ::getpriority(PRIO_PROCESS, 0); }
 std::string greet(std::string name) { return "hello, " + name; }
 std::vector<int> doubled(std::vector<int> v) {
     for (int& x : v) x *= 2;
@@ -295,6 +299,38 @@ TEST_CASE("process_pool: the initializer runs once in every worker, respawns inc
         CHECK(lines_of(dir.path / ("init-" + std::to_string(pid))) == 1);
     }
     CHECK(files >= seen.size());
+}
+
+TEST_CASE("process_pool: nice raises every worker's niceness, with each start method", "[process_pool][nice]") {
+    auto how = GENERATE(start_method::fork, start_method::spawn, start_method::forkserver);
+    INFO("start method: " << offload::to_string(how));
+    const int base = ::getpriority(PRIO_PROCESS, 0);
+    const int want = std::min(19, base + 5);
+    std::vector<int> seen;
+    test::without_leaks([&] {
+        // max_tasks_per_child = 1: respawned workers are niced too.
+        process_pool pool({.workers = 2, .start = how, .max_tasks_per_child = 1, .nice = 5});
+        seen = run([](process_pool& pool) -> task<std::vector<int>> {
+            std::vector<int> out;
+            for (int i = 0; i < 4; ++i) out.push_back(co_await run_in_executor(pool, my_nice));
+            co_return out;
+        }(pool));
+    });
+    REQUIRE(seen.size() == 4);
+    for (int n : seen) CHECK(n == want);
+    CHECK(::getpriority(PRIO_PROCESS, 0) == base); // the parent is left alone
+}
+
+TEST_CASE("process_pool: a nice out of 0..19 is a clear error", "[process_pool][nice]") {
+    for (int bad : {-1, 20}) {
+        INFO("nice = " << bad);
+        try {
+            process_pool pool({.workers = 1, .nice = bad});
+            FAIL("no exception");
+        } catch (const std::invalid_argument& e) {
+            CHECK_THAT(e.what(), Catch::Contains("process_pool_options.nice") && Catch::Contains("19"));
+        }
+    }
 }
 
 TEST_CASE("process_pool: shutdown from another thread lets running calls finish, then refuses calls",

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unistd.h>
 #include <vector>
 
@@ -198,4 +199,20 @@ TEST_CASE("slow_callback: the default handler writes one line to stderr", "[slow
     std::fclose(capture);
     INFO(text);
     REQUIRE(text.find("slow step in task '<callback>'") != std::string::npos);
+}
+
+TEST_CASE("slow_callback: a debug loop run again still reports, and the time between runs is no step",
+          "[slow_callback]") {
+    recording_loop r;
+    lines l;
+    r.loop.run_until_complete(run_blocker(l, 0ms)); // the first run starts the watchdog
+    CHECK(r.about("blocker").empty());
+    std::this_thread::sleep_for(600ms); // not running: nothing to report
+    r.loop.run_until_complete(run_blocker(l, 0ms));
+    CHECK(r.about("blocker").empty());
+    r.loop.run_until_complete(run_blocker(l, 250ms)); // a third run, with one slow step
+    auto slow = r.about("blocker");
+    REQUIRE(slow.size() == 1);
+    CHECK(slow[0].duration >= 250ms);
+    CHECK(slow[0].duration < 600ms); // the idle time between runs is not counted
 }

@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -14,7 +15,10 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
+#include <vector>
 
 using namespace offload;
 using namespace std::chrono_literals;
@@ -58,6 +62,46 @@ TEST_CASE("thread_pool: zero workers means available_cpus()", "[thread_pool]") {
 
 TEST_CASE("thread_pool: an absurd worker count is a clear error", "[thread_pool]") {
     REQUIRE_THROWS_AS(thread_pool({.workers = 1'000'000, .max_queued = 0, .name = "x"}), std::invalid_argument);
+}
+
+namespace {
+// The niceness of the calling thread (Linux keeps one per thread).
+int thread_nice() { return ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())); }
+} // namespace
+
+TEST_CASE("thread_pool: nice raises every worker's niceness by that much", "[thread_pool][nice]") {
+    const int base = thread_nice();
+    const int want = std::min(19, base + 7);
+    thread_pool pool({.workers = 2, .max_queued = 0, .name = "nice", .nice = 7});
+    std::vector<int> seen = run([](thread_pool& p) -> task<std::vector<int>> {
+        std::vector<int> out;
+        for (int i = 0; i < 8; ++i) out.push_back(co_await run_in_executor(p, [] { return thread_nice(); }));
+        co_return out;
+    }(pool));
+    for (int n : seen) CHECK(n == want);
+    CHECK(thread_nice() == base); // the loop's thread is left alone
+}
+
+TEST_CASE("thread_pool: nice 0 leaves workers at the creator's niceness", "[thread_pool][nice]") {
+    const int base = thread_nice();
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "plain"});
+    int seen = run(
+        [](thread_pool& p) -> task<int> { co_return co_await run_in_executor(p, [] { return thread_nice(); }); }(pool));
+    CHECK(seen == base);
+}
+
+TEST_CASE("thread_pool: a nice out of 0..19 is a clear error", "[thread_pool][nice]") {
+    for (int bad : {-1, -20, 20, 1000}) {
+        INFO("nice = " << bad);
+        try {
+            thread_pool pool({.workers = 1, .max_queued = 0, .name = "x", .nice = bad});
+            FAIL("no exception");
+        } catch (const std::invalid_argument& e) {
+            CHECK_THAT(e.what(),
+                       Catch::Contains("thread_pool_options.nice") && Catch::Contains("0") && Catch::Contains("19"));
+        }
+    }
+    CHECK_NOTHROW(thread_pool({.workers = 1, .max_queued = 0, .name = "x", .nice = 19}));
 }
 
 TEST_CASE("thread_pool: an idle pool does not burn CPU after its spin budget", "[thread_pool][idle]") {

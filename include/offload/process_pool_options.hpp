@@ -70,6 +70,12 @@ struct process_pool_options {
     /// memory, written in place: one copy in, one copy out). Pages above this
     /// size are given back once a worker has gone a second without a larger message.
     std::size_t shared_memory_threshold = std::size_t(1) << 20;
+    /// How much each worker raises its niceness as it starts (setpriority,
+    /// like `nice -n`): 0 to 19, else std::invalid_argument. With as many busy
+    /// workers as cores, a nice worker yields its core to the parent's loop
+    /// as soon as that wakes, instead of at the end of its time slice; it also
+    /// yields to every other nice-0 process. See bench_lag.
+    int nice = 0;
 };
 
 } // namespace offload

@@ -25,6 +25,13 @@ struct thread_pool_options {
     std::size_t max_queued = 0;
     /// Thread name prefix (pthread_setname_np; names are cut to 15 characters).
     std::string name = "offload";
+    /// How much each worker raises its niceness as it starts (setpriority on
+    /// its own thread; like `nice -n`): 0 to 19, else std::invalid_argument.
+    /// With as many busy workers as cores, a nice worker yields its core to
+    /// the loop's thread as soon as that wakes, instead of at the end of its
+    /// time slice (milliseconds); it also yields to every other nice-0
+    /// process, so a pool on a busy machine gets less CPU. See bench_lag.
+    int nice = 0;
 };
 
 class thread_pool;
@@ -43,10 +50,11 @@ inline thread_pool_core& core_of(thread_pool& pool) noexcept;
 /// awaiter resumes at once with cancelled_error while the worker stays counted
 /// as busy until the call really returns.
 /// Example: `thread_pool pool({.workers = 4, .max_queued = 64, .name = "io"});`
+/// A CPU-bound pool beside a latency-sensitive loop: `thread_pool cpu({.nice = 10});`
 class thread_pool {
 public:
     explicit thread_pool(thread_pool_options opts = {})
-        : core_(opts.workers ? opts.workers : available_cpus(), opts.max_queued, std::move(opts.name)) {}
+        : core_(opts.workers ? opts.workers : available_cpus(), opts.max_queued, std::move(opts.name), opts.nice) {}
     thread_pool(const thread_pool&) = delete;
     thread_pool& operator=(const thread_pool&) = delete;
     /// shutdown(true): runs what is queued, then joins the workers.

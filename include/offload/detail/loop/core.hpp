@@ -122,8 +122,9 @@ public:
     /// In debug mode, throws std::logic_error when called from a thread other
     /// than the loop's: loop-local objects are not thread-safe.
     void check_thread(const char* what) const {
-        // tls.loop == this is the cheap common case: we run on this loop's thread.
-        if (debug_ && tls.loop != this && std::this_thread::get_id() != owner_)
+        // The address of a thread_local names the thread, and is cheaper to
+        // get than std::this_thread::get_id() (a libc call).
+        if (debug_ && &tls != owner_)
             throw std::logic_error(std::string("offload: ") + what +
                                    " was used from a thread that does not run its event loop; it is loop-local. "
                                    "Use event_loop::call_soon_threadsafe to reach the loop from other threads");
@@ -236,16 +237,18 @@ private:
         retired_.clear();
     }
     [[gnu::cold]] void report_slow(std::chrono::nanoseconds took);
+    [[gnu::cold]] void report_flagged_step();
     void update_watch();
 
     // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
     // step schedules waits for the next iteration.
     ring_queue<small_function> ready_;
-    std::unique_ptr<stall_watch> watch_; // debug mode, while the loop runs (read on every step)
+    step_clock steps_;                   // what a debug step touches (see stall_watch.hpp)
+    std::unique_ptr<stall_watch> watch_; // debug mode, from the first run on (tested on every step)
     intrusive_list<task_record> tasks_;
     std::vector<task_record*> retired_;
     bool debug_ = false;
-    std::thread::id owner_ = std::this_thread::get_id();
+    const thread_state* owner_ = &tls; // the loop's thread (the constructor's until run)
 
     static int open_epoll();
     static int open_wake_eventfd(int epfd);
@@ -411,12 +414,24 @@ OFFLOAD_DECL void loop_core::call_exception_handler(const exception_context& c) 
     std::fprintf(stderr, "offload: %s%s: %s\n", c.message.c_str(), task.c_str(), what.c_str());
 }
 
-// Starts or stops the stall watchdog to match debug mode while the loop runs.
+// Starts the stall watchdog when a debug loop runs, and keeps it (idle
+// between runs) until debug mode is turned off or the loop is destroyed:
+// starting a thread as each run begins and joining it as it ends would cost
+// more than a short run itself (on a busy machine, the join alone waits for
+// the watchdog to get a CPU).
 OFFLOAD_DECL void loop_core::update_watch() {
-    if (debug_ && running_ && !watch_)
-        watch_ = std::make_unique<stall_watch>(slow_threshold_);
-    else if ((!debug_ || !running_) && watch_)
+    if (debug_ && running_ && !watch_) {
+        steps_.set_idle(false);
+        watch_ = std::make_unique<stall_watch>(steps_, slow_threshold_);
+    } else if (!debug_ && watch_) {
         watch_.reset();
+    }
+}
+
+// The watchdog flagged the step that just ended: time it, report it if slow.
+OFFLOAD_DECL void loop_core::report_flagged_step() {
+    const auto took = steps_.took();
+    if (took >= slow_threshold_) report_slow(took);
 }
 
 OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took) {
@@ -442,10 +457,11 @@ OFFLOAD_DECL void loop_core::enter() {
     if (tls.loop)
         throw std::logic_error("offload: an event loop is already running on this thread; a loop cannot be "
                                "run from inside a running loop (co_await the task instead of running it)");
-    owner_ = std::this_thread::get_id();
+    owner_ = &tls;
     tls.loop = this;
     running_ = true;
     stopping_ = false;
+    steps_.set_idle(false);
     update_watch();
 }
 
@@ -454,7 +470,7 @@ OFFLOAD_DECL void loop_core::leave() noexcept {
     tls.ctx = nullptr;
     running_ = false;
     stopping_ = false;
-    watch_.reset();
+    steps_.set_idle(true); // the watchdog stays, with nothing to watch until the next run
 }
 
 OFFLOAD_DECL void loop_core::run_forever() {
@@ -511,14 +527,14 @@ OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
         }
     } else {
         // No clock here: the stall watchdog flags a long step (see stall_watch.hpp).
-        std::uint64_t id = watch_->step_begin();
+        const std::uint64_t id = steps_.begin();
         try {
             fn();
         } catch (...) {
             call_exception_handler({"exception in callback", std::current_exception(), {}});
         }
-        auto took = watch_->step_end(id);
-        if (took >= slow_threshold_) report_slow(took);
+        if (steps_.flagged(id)) [[unlikely]]
+            report_flagged_step();
     }
     tls.ctx = nullptr;
     if (!retired_.empty()) release_retired();
@@ -562,7 +578,7 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
         timeout_ns = 0; // a remote completion arrived
     const bool sleeping = n <= 0 && timeout_ns != 0;
     if (sleeping && !remote_.prepare_sleep()) timeout_ns = 0;
-    if (watch_ && sleeping && timeout_ns != 0) watch_->set_idle(true);
+    if (watch_ && sleeping && timeout_ns != 0) steps_.set_idle(true);
     for (; n <= 0;) {
         if (have_pwait2_) {
             timespec ts{static_cast<time_t>(timeout_ns / 1'000'000'000), static_cast<long>(timeout_ns % 1'000'000'000)};
@@ -579,7 +595,7 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
         if (n >= 0 || errno != EINTR) break;
     }
     if (sleeping) remote_.woke();
-    if (watch_) watch_->set_idle(false);
+    if (watch_) steps_.set_idle(false);
     if (n < 0) throw_errno("offload: epoll_wait");
     auto step = [this](small_function& fn) { run_step(fn); };
     for (int i = 0; i < n; ++i) {

@@ -1,12 +1,13 @@
-// offload/detail/loop/stall_watch.hpp — the debug-mode slow-step detector's clock.
+// offload/detail/loop/stall_watch.hpp — the debug-mode slow-step detector.
 // Reading a clock around every step costs more than a trivial step itself, so
 // (like seastar's stall detector) a watchdog thread samples a step counter
-// instead: the loop only bumps the counter as a step starts and checks one
-// flag as it ends. When the watchdog sees the same step running for longer
-// than the threshold, it flags that step with a lower bound of its start
-// time; the loop then times it on completion and reports it. A reported
-// duration is never below the real one and at most one sampling period
-// (threshold / 8) above it.
+// instead: the loop only bumps the counter as a step starts and loads one
+// flag as it ends (both in the loop's own step_clock, no pointer to follow).
+// When the watchdog sees the same step running for longer than the
+// threshold, it flags that step with a lower bound of its start time; the
+// loop then times it on completion and reports it. A reported duration is
+// never below the real one and at most one sampling period (threshold / 8)
+// above it.
 #pragma once
 
 #include <offload/detail/base/config.hpp>
@@ -20,39 +21,51 @@
 
 namespace offload::detail {
 
-class stall_watch {
-public:
+/// What the loop and its watchdog share; it lives in the loop itself, so a
+/// debug step costs one counter store and one load of the flag beside it (no
+/// pointer to follow, no clock, no threshold compare unless flagged).
+struct step_clock {
     using clock = std::chrono::steady_clock;
 
-    explicit stall_watch(clock::duration threshold);
+    // Loop thread: a step starts; returns its number.
+    std::uint64_t begin() noexcept {
+        std::uint64_t id = steps.load(std::memory_order_relaxed) + 1;
+        steps.store(id, std::memory_order_relaxed); // only the loop writes it
+        return id;
+    }
+    // Loop thread: whether the watchdog flagged step `id` as long.
+    bool flagged(std::uint64_t id) const noexcept { return suspect.load(std::memory_order_relaxed) == id; }
+    // Loop thread, once flagged(id): how long step `id` took (an upper bound).
+    clock::duration took() const noexcept {
+        std::atomic_thread_fence(std::memory_order_acquire); // pairs with the release store of `suspect`
+        auto start = clock::time_point(clock::duration(since.load(std::memory_order_relaxed)));
+        return clock::now() - start;
+    }
+    // Loop thread: around the epoll wait (sleeping is not a step).
+    void set_idle(bool on) noexcept { idle.store(on, std::memory_order_relaxed); }
+
+    std::atomic<std::uint64_t> steps{0};   // written by the loop, sampled by the watchdog
+    std::atomic<std::uint64_t> suspect{0}; // written by the watchdog (rarely): the step it flagged
+    std::atomic<clock::rep> since{0};      // published by `suspect`: a lower bound of its start
+    std::atomic<bool> idle{false};
+};
+
+/// The watchdog thread over a loop's step_clock (debug mode, while the loop runs).
+class stall_watch {
+public:
+    using clock = step_clock::clock;
+
+    stall_watch(step_clock& steps, clock::duration threshold);
     stall_watch(const stall_watch&) = delete;
     stall_watch& operator=(const stall_watch&) = delete;
     ~stall_watch();
 
-    // Loop thread: a step starts; returns its number.
-    std::uint64_t step_begin() noexcept {
-        std::uint64_t id = steps_.load(std::memory_order_relaxed) + 1;
-        steps_.store(id, std::memory_order_relaxed); // only the loop writes it
-        return id;
-    }
-    // Loop thread: if step `id` was flagged, how long it took (else zero).
-    clock::duration step_end(std::uint64_t id) noexcept {
-        if (suspect_.load(std::memory_order_acquire) != id) return clock::duration::zero();
-        auto since = clock::time_point(clock::duration(since_.load(std::memory_order_relaxed)));
-        return clock::now() - since;
-    }
-    // Loop thread: around the epoll wait (sleeping is not a step).
-    void set_idle(bool idle) noexcept { idle_.store(idle, std::memory_order_relaxed); }
-
 private:
     void run();
 
+    step_clock& steps_;
     const clock::duration threshold_;
     const clock::time_point created_;
-    alignas(64) std::atomic<std::uint64_t> steps_{0};
-    std::atomic<bool> idle_{false};
-    alignas(64) std::atomic<std::uint64_t> suspect_{0};
-    std::atomic<clock::rep> since_{0};
     std::mutex mu_;
     std::condition_variable cv_;
     bool stop_ = false;
@@ -61,7 +74,8 @@ private:
 
 #if OFFLOAD_DEFINE_BODIES
 
-OFFLOAD_DECL stall_watch::stall_watch(clock::duration threshold) : threshold_(threshold), created_(clock::now()) {
+OFFLOAD_DECL stall_watch::stall_watch(step_clock& steps, clock::duration threshold)
+    : steps_(steps), threshold_(threshold), created_(clock::now()) {
     thread_ = std::thread([this] { run(); });
 }
 
@@ -83,13 +97,13 @@ OFFLOAD_DECL void stall_watch::run() {
     std::unique_lock lk(mu_);
     while (!cv_.wait_for(lk, period, [this] { return stop_; })) {
         auto now = clock::now();
-        std::uint64_t s = steps_.load(std::memory_order_relaxed);
-        if (s != seen || idle_.load(std::memory_order_relaxed)) {
+        std::uint64_t s = steps_.steps.load(std::memory_order_relaxed);
+        if (s != seen || steps_.idle.load(std::memory_order_relaxed)) {
             seen = s;
             start_bound = prev_sample; // a new step began after the previous sample
-        } else if (now - start_bound >= threshold_ && suspect_.load(std::memory_order_relaxed) != s) {
-            since_.store(start_bound.time_since_epoch().count(), std::memory_order_relaxed);
-            suspect_.store(s, std::memory_order_release); // publishes since_
+        } else if (now - start_bound >= threshold_ && steps_.suspect.load(std::memory_order_relaxed) != s) {
+            steps_.since.store(start_bound.time_since_epoch().count(), std::memory_order_relaxed);
+            steps_.suspect.store(s, std::memory_order_release); // publishes `since`
         }
         prev_sample = now;
     }

@@ -163,6 +163,11 @@ OFFLOAD_DECL process_pool_core::process_pool_core(process_pool_options opts) : o
         throw std::invalid_argument("offload: process_pool_options.task_timeout must be positive (or unset)");
     if (opts_.limits.cpu_seconds && opts_.limits.cpu_seconds->count() <= 0)
         throw std::invalid_argument("offload: process_limits.cpu_seconds must be positive (or unset)");
+    if (opts_.nice < 0 || opts_.nice > 19)
+        throw std::invalid_argument(fmt::format("offload: process_pool_options.nice = {} is out of range; use 0 (the "
+                                                "parent's priority) to 19 (the lowest): workers can only lower "
+                                                "their priority (raising it needs CAP_SYS_NICE)",
+                                                opts_.nice));
     eventfd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (eventfd_ < 0) throw std::system_error(errno, std::generic_category(), "offload: eventfd");
     try {

@@ -46,6 +46,7 @@ OFFLOAD_DECL void process_pool_core::start_worker(std::size_t index) {
     if (opts_.limits.cpu_seconds) init.cpu_seconds = opts_.limits.cpu_seconds->count();
     if (opts_.limits.address_space) init.address_space = *opts_.limits.address_space;
     if (opts_.initializer) init.initializer = make_fn_ref(reinterpret_cast<const void*>(opts_.initializer));
+    init.nice = static_cast<std::int32_t>(opts_.nice);
     byte_writer iw(w.to_worker);
     encode_init(iw, init);
     mailbox_send(w.to_worker, msg_kind::init, iw, -1, -1);

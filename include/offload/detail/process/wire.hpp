@@ -113,6 +113,7 @@ struct worker_init {
     std::optional<std::int64_t> cpu_seconds;
     std::optional<std::uint64_t> address_space;
     std::optional<fn_ref> initializer;
+    std::int32_t nice = 0; // niceness increment, 0 to 19
 };
 
 OFFLOAD_DECL void encode_init(byte_writer& w, const worker_init& i);
@@ -198,6 +199,7 @@ OFFLOAD_DECL void encode_init(byte_writer& w, const worker_init& i) {
     codec<std::optional<std::uint64_t>>::encode(w, i.address_space);
     codec<bool>::encode(w, i.initializer.has_value());
     if (i.initializer) encode_fn_ref(w, *i.initializer);
+    codec<std::int32_t>::encode(w, i.nice);
 }
 
 OFFLOAD_DECL worker_init decode_init(byte_reader& r) {
@@ -205,6 +207,7 @@ OFFLOAD_DECL worker_init decode_init(byte_reader& r) {
     i.cpu_seconds = codec<std::optional<std::int64_t>>::decode(r);
     i.address_space = codec<std::optional<std::uint64_t>>::decode(r);
     if (codec<bool>::decode(r)) i.initializer = decode_fn_ref(r);
+    i.nice = codec<std::int32_t>::decode(r);
     return i;
 }
 

@@ -15,7 +15,9 @@
 #include <offload/detail/process/wire.hpp>
 #include <offload/serialize.hpp>
 
+#include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -85,6 +87,13 @@ namespace offload::detail {
         if (init.address_space) {
             rlimit rl{static_cast<rlim_t>(*init.address_space), static_cast<rlim_t>(*init.address_space)};
             if (::setrlimit(RLIMIT_AS, &rl) < 0) worker_fatal("setrlimit(RLIMIT_AS) failed");
+        }
+        if (init.nice > 0) {
+            // Raising one's own niceness needs no privilege.
+            errno = 0;
+            int cur = ::getpriority(PRIO_PROCESS, 0);
+            if (cur == -1 && errno != 0) cur = 0;
+            if (::setpriority(PRIO_PROCESS, 0, std::min(19, cur + init.nice)) < 0) worker_fatal("setpriority failed");
         }
         if (init.initializer) {
             try {

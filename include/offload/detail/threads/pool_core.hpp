@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <csignal>
@@ -33,7 +34,9 @@
 #include <pthread.h>
 #include <stdexcept>
 #include <string>
+#include <sys/resource.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 namespace offload::detail {
@@ -42,7 +45,8 @@ class thread_pool_core final : private slot_source {
 public:
     /// `workers` threads named "<name>-<i>"; `queue_capacity` calls may wait
     /// (0 = unbounded; a full queue makes submitters wait for a slot).
-    thread_pool_core(std::size_t workers, std::size_t queue_capacity, std::string name);
+    /// `nice`: each worker raises its niceness by this much (0 to 19) as it starts.
+    thread_pool_core(std::size_t workers, std::size_t queue_capacity, std::string name, int nice = 0);
     thread_pool_core(const thread_pool_core&) = delete;
     thread_pool_core& operator=(const thread_pool_core&) = delete;
     ~thread_pool_core() { shutdown(true, false); }
@@ -88,6 +92,7 @@ private:
     void resolve_closed(thread_call* c) noexcept;
 
     std::string name_;
+    int nice_ = 0;
     std::size_t queue_capacity_;
     std::size_t max_spinners_ = 1;
     std::vector<std::thread> threads_;
@@ -115,12 +120,17 @@ private:
 
 #if OFFLOAD_DEFINE_BODIES
 
-OFFLOAD_DECL thread_pool_core::thread_pool_core(std::size_t n, std::size_t queue_capacity, std::string name)
-    : name_(name.empty() ? std::string("offload") : std::move(name)), queue_capacity_(queue_capacity) {
+OFFLOAD_DECL thread_pool_core::thread_pool_core(std::size_t n, std::size_t queue_capacity, std::string name, int nice)
+    : name_(name.empty() ? std::string("offload") : std::move(name)), nice_(nice), queue_capacity_(queue_capacity) {
     if (n == 0 || n > 4096)
         throw std::invalid_argument(fmt::format("offload: thread_pool_options.workers = {} is not a sensible pool "
                                                 "size; use 0 for available_cpus() or a number up to 4096",
                                                 n));
+    if (nice < 0 || nice > 19)
+        throw std::invalid_argument(fmt::format("offload: thread_pool_options.nice = {} is out of range; use 0 (the "
+                                                "loop's priority) to 19 (the lowest): workers can only lower their "
+                                                "priority (raising it needs CAP_SYS_NICE)",
+                                                nice));
     free_slots_ = queue_capacity_;
     max_spinners_ = std::min<std::size_t>(n, std::max<std::size_t>(2, n / 2));
     // Workers block every signal, so signals reach the loops' signalfds.
@@ -298,6 +308,14 @@ OFFLOAD_DECL void thread_pool_core::park(bool counted) noexcept {
 }
 
 OFFLOAD_DECL void thread_pool_core::worker_main() {
+    // Linux keeps a niceness per thread; a new thread starts with its creator's.
+    // Raising one's own niceness needs no privilege, so this cannot fail.
+    if (nice_ > 0) {
+        errno = 0;
+        int cur = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+        if (cur == -1 && errno != 0) cur = 0;
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), std::min(19, cur + nice_));
+    }
     bool looking = false; // counted in spinning_ by run_call: about to look for the next call
     for (;;) {
         if (thread_call* c = pop()) {
