@@ -18,7 +18,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
+#include <memory>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -626,5 +628,33 @@ TEST_CASE("process_pool: a loop torn down while a submitted call runs cancels th
         // The pool serves the next loop.
         int s = run([](process_pool& pool) -> task<int> { co_return co_await submit(pool, add, 20, 22); }(pool));
         CHECK(s == 42);
+    });
+}
+
+TEST_CASE("process_pool: a forkserver pool stops while a younger pool is alive", "[process_pool][forkserver]") {
+    // The younger pool's forkserver (or fork-method workers) was forked with a
+    // copy of the older pool's forkserver socket, so the older server never saw
+    // EOF when its pool closed its end, and the older pool's destructor hung.
+    auto younger_start = GENERATE(start_method::fork, start_method::forkserver);
+    INFO("younger pool: " << offload::to_string(younger_start));
+    test::without_leaks([younger_start] {
+        auto older =
+            std::make_unique<process_pool>(process_pool_options{.workers = 1, .start = start_method::forkserver});
+        auto younger = std::make_unique<process_pool>(process_pool_options{.workers = 1, .start = younger_start});
+        run([](process_pool& a, process_pool& b) -> task<> {
+            int pa = co_await run_in_executor(a, my_pid);
+            int pb = co_await run_in_executor(b, my_pid);
+            CHECK(pa != pb);
+        }(*older, *younger));
+        std::promise<void> stopped;
+        auto done = stopped.get_future();
+        std::thread destroy([&] {
+            older.reset();
+            stopped.set_value();
+        });
+        bool in_time = done.wait_for(30s) == std::future_status::ready;
+        CHECK(in_time);
+        younger.reset(); // also ends a hung destructor: its copy of the socket closes
+        destroy.join();
     });
 }

@@ -30,11 +30,13 @@
 namespace offload::detail {
 
 // Protocol on a SOCK_SEQPACKET pair. Parent -> server: {spawn} with the worker's
-// four fds attached. Server -> parent: {spawned, pid} in reply, and {exited,
+// four fds attached, and {quit} when the pool stops (EOF alone is not enough: a
+// process forked later by the parent, such as another pool's forkserver or a
+// fork-method worker, holds a copy of the parent's end). Server -> parent: {spawned, pid} in reply, and {exited,
 // pid, wait status} whenever a worker ends (the server is their parent, so
 // only it can reap them and learn how they died).
 struct forkserver_msg {
-    enum type_t : std::int32_t { spawn = 1, spawned = 2, exited = 3, failed = 4 };
+    enum type_t : std::int32_t { spawn = 1, spawned = 2, exited = 3, failed = 4, quit = 5 };
     std::int32_t type = 0;
     std::int32_t pid = 0;
     std::int32_t status = 0;
@@ -92,9 +94,12 @@ public:
     /// Exit reports read by spawn() and not handled yet (oldest first).
     std::vector<std::pair<pid_t, int>>& early_exits() noexcept { return early_exits_; }
 
-    /// Closes the socket (the server sees EOF, kills its workers and exits) and reaps it.
+    /// Tells the server to quit (it kills its workers and exits), closes the
+    /// socket and reaps the server.
     void stop() noexcept {
         if (sock_ < 0) return;
+        forkserver_msg m{forkserver_msg::quit, 0, 0};
+        (void)::send(sock_, &m, sizeof m, MSG_NOSIGNAL | MSG_DONTWAIT); // if it is gone, waitpid returns at once
         ::close(std::exchange(sock_, -1));
         ::waitpid(pid_, nullptr, 0);
     }
@@ -146,7 +151,9 @@ private:
             } catch (...) {
                 n = 0;
             }
-            if (n == 0) { // the parent went away: take the workers with us
+            if (n == 0 || (n == sizeof m && m.type == forkserver_msg::quit)) {
+                // The pool stopped, or the parent went away: take the workers with us.
+                for (int fd : fds) ::close(fd);
                 for (pid_t c : children) ::kill(c, SIGKILL);
                 ::_exit(0);
             }
@@ -184,7 +191,11 @@ OFFLOAD_DECL std::pair<pid_t, int> start_forkserver() {
         throw std::system_error(e, std::generic_category(), "offload: fork of the forkserver");
     }
     if (pid == 0) {
-        ::close(sv[0]);
+        // Keep only the standard streams and our end: the fds the parent had open
+        // (other pools' sockets, user files) are not the server's to hold open.
+        const unsigned sock = static_cast<unsigned>(sv[1]);
+        if (sock > 3) ::close_range(3, sock - 1, 0);
+        ::close_range(std::max(sock + 1, 3u), ~0u, 0);
         run_forkserver(sv[1], parent);
     }
     ::close(sv[1]);
