@@ -63,7 +63,18 @@ public:
     /// Withdraws a queued call; false if a worker took it (or shutdown dropped it).
     bool cancel_queued(thread_call* c) noexcept;
     /// Queues an admitted call; false (resolve with executor_closed) if the pool closed since.
-    bool enqueue(thread_call* c, bool holds_pool_ref);
+    /// `defer_wake`: wake no worker yet; the caller calls wake_for_queued() after its batch.
+    bool enqueue(thread_call* c, bool holds_pool_ref, bool defer_wake = false);
+    /// Wakes a sleeping worker if calls are queued and nobody spins (after a batch
+    /// of enqueue(…, defer_wake = true); each worker that takes a call wakes the next).
+    void wake_for_queued() noexcept {
+        // Dekker pairing with park(): it announces itself in sleepers_ and then
+        // re-checks the queue; we published the calls and then read sleepers_.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0 &&
+            !queue_empty())
+            wake_one();
+    }
     /// A call granted a slot will not be queued after all (see slot_source).
     void return_slot(thread_call* c) noexcept override {
         counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -193,7 +204,7 @@ OFFLOAD_DECL void thread_pool_core::release_slot() noexcept {
     next->loop->post_remote(next);
 }
 
-OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref) {
+OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref, bool defer_wake) {
     // Shutdown waits for in-progress submissions, so none lands after the workers left.
     submitting_.fetch_add(1, std::memory_order_seq_cst);
     if (closed_.load(std::memory_order_seq_cst)) {
@@ -213,14 +224,9 @@ OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref)
         overflow_size_.fetch_add(1, std::memory_order_release);
     }
     submitting_.fetch_sub(1, std::memory_order_release);
-    // Dekker pairing with park(): it announces itself in sleepers_ and then
-    // re-checks the queue; we publish the call and then read sleepers_. No
-    // wake-up while a worker spins, nor once the queue is empty again: then a
-    // spinner already took the call (it often does before we get here).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0 &&
-        !queue_empty())
-        wake_one();
+    // No wake-up while a worker spins, nor once the queue is empty again: then
+    // a spinner already took the call (it often does before we get here).
+    if (!defer_wake) wake_for_queued();
     return true;
 }
 
