@@ -832,3 +832,23 @@ TEST_CASE("gather(calls): a call that was moved from (or already awaited) is ref
         CHECK(v == 1);
     }());
 }
+
+TEST_CASE("to_thread: awaiting a call allocates nothing once the loop has run a few (call nodes are recycled)",
+          "[to_thread][alloc]") {
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "a"});
+    long during = -1;
+    run([](thread_pool& pool, long& during) -> task<> {
+        auto add = [](int a, int b) { return a + b; };
+        for (int i = 0; i < 10; ++i) co_await run_in_executor(pool, add, i, 1); // warm up
+        long before = allocations_here;
+        long sum = 0;
+        for (int i = 0; i < 1000; ++i) sum += co_await run_in_executor(pool, add, i, 1);
+        during = allocations_here - before;
+        CHECK(sum == 500'500);
+    }(pool, during));
+#if OFFLOAD_CALL_NODE_CACHE
+    CHECK(during < 10); // one node per call without the recycling: 1000
+#else
+    CHECK(during >= 1000); // AddressSanitizer builds: every node comes from the heap
+#endif
+}

@@ -5,6 +5,7 @@
 // in every phase. All its own state is touched on the loop thread only.
 #pragma once
 
+#include <offload/detail/base/clock.hpp>
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/loop/waiter.hpp>
 #include <offload/detail/threads/call.hpp>
@@ -64,8 +65,8 @@ public:
     /// Admits and queues the call. Returns false when it ended at once (the
     /// executor closed between admission and queueing: closed()); otherwise the
     /// owner hears op_ended later. Throws executor_closed from admission (then
-    /// nothing was started). `defer_wake`: see call_queue::enqueue.
-    bool start(loop_core& loop, owner* o, bool defer_wake = false) {
+    /// nothing was started). `batch`: see call_queue::enqueue.
+    bool start(loop_core& loop, owner* o, const clock::time_point* batch = nullptr) {
         if (!call_) throw std::logic_error("offload: an offloaded call can be awaited once");
         call_->loop = &loop;
         call_->listener = this;
@@ -77,7 +78,7 @@ public:
             phase_ = phase::waiting_slot;
             return true;
         }
-        return submit(false, defer_wake);
+        return submit(false, batch);
     }
 
     /// A cancellation: true when the call was withdrawn now (it never ran, or
@@ -154,8 +155,8 @@ public:
 private:
     enum class phase : std::uint8_t { idle, waiting_slot, submitted, done };
 
-    bool submit(bool holds_pool_ref, bool defer_wake) noexcept {
-        if (queue_.enqueue(call_, holds_pool_ref, defer_wake)) {
+    bool submit(bool holds_pool_ref, const clock::time_point* batch) noexcept {
+        if (queue_.enqueue(call_, holds_pool_ref, batch)) {
             phase_ = phase::submitted;
             return true;
         }
@@ -177,7 +178,7 @@ private:
             owner_->op_ended(*this);
             return;
         }
-        if (!submit(true, false)) owner_->op_ended(*this);
+        if (!submit(true, nullptr)) owner_->op_ended(*this);
     }
 
     void call_finished() noexcept override {

@@ -5,6 +5,7 @@
 // one pool are queued with a single worker wake-up.
 #pragma once
 
+#include <offload/detail/base/clock.hpp>
 #include <offload/detail/base/type_traits.hpp>
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/loop/waiter.hpp>
@@ -45,6 +46,7 @@ public:
         std::size_t started = 0;
         try {
             call_queue deferred{}; // the queue whose worker wake-up is still owed
+            const clock::time_point stamp = clock::now(); // one clock read for the batch
             for (auto& c : calls_) {
                 c.resolve_queue(*loop);
                 call_queue q = c.op_.queue();
@@ -52,7 +54,7 @@ public:
                     deferred.flush();
                     deferred = {};
                 }
-                bool pending = c.op_.start(*loop, this, true);
+                bool pending = c.op_.start(*loop, this, &stamp);
                 ++started;
                 if (pending) {
                     ++remaining_;

@@ -5,6 +5,7 @@
 // both, through one indirect call per operation.
 #pragma once
 
+#include <offload/detail/base/clock.hpp>
 #include <offload/detail/threads/call.hpp>
 #include <offload/detail/threads/pool_core.hpp>
 #include <offload/executor.hpp>
@@ -23,8 +24,8 @@ struct call_queue {
         /// Throws executor_closed when the executor takes no more calls.
         bool (*admit)(void* target, thread_call* c);
         /// Queues an admitted call; false (executor_closed) if it closed since.
-        /// `defer_wake`: wake no worker for it yet; flush() will (a batch).
-        bool (*enqueue)(void* target, thread_call* c, bool holds_ref, bool defer_wake);
+        /// `batch`: one of a batch queued at *batch; wake no worker for it yet, flush() will.
+        bool (*enqueue)(void* target, thread_call* c, bool holds_ref, const clock::time_point* batch);
         /// Wakes a worker, if one sleeps, for calls queued with defer_wake.
         void (*flush)(void* target) noexcept;
         /// Withdraws a call waiting for a slot; false if the grant is on its way.
@@ -41,8 +42,8 @@ struct call_queue {
     void* target = nullptr;
 
     bool admit(thread_call* c) const { return table->admit(target, c); }
-    bool enqueue(thread_call* c, bool holds_ref, bool defer_wake = false) const {
-        return table->enqueue(target, c, holds_ref, defer_wake);
+    bool enqueue(thread_call* c, bool holds_ref, const clock::time_point* batch = nullptr) const {
+        return table->enqueue(target, c, holds_ref, batch);
     }
     void flush() const noexcept { table->flush(target); }
     bool cancel_waiting(thread_call* c) const noexcept { return table->cancel_waiting(target, c); }
@@ -53,8 +54,8 @@ struct call_queue {
 
 inline constexpr call_queue::ops thread_pool_queue_ops{
     [](void* t, thread_call* c) { return static_cast<thread_pool_core*>(t)->admit(c); },
-    [](void* t, thread_call* c, bool held, bool defer) {
-        return static_cast<thread_pool_core*>(t)->enqueue(c, held, defer);
+    [](void* t, thread_call* c, bool held, const clock::time_point* batch) {
+        return static_cast<thread_pool_core*>(t)->enqueue(c, held, batch);
     },
     [](void* t) noexcept { static_cast<thread_pool_core*>(t)->wake_for_queued(); },
     [](void* t, thread_call* c) noexcept { return static_cast<thread_pool_core*>(t)->cancel_waiting(c); },
@@ -72,7 +73,7 @@ inline call_queue queue_of(thread_pool_core& pool) noexcept { return {&thread_po
 template <class E>
 inline constexpr call_queue::ops user_executor_queue_ops{
     [](void*, thread_call*) { return true; },
-    [](void* t, thread_call* c, bool, bool) {
+    [](void* t, thread_call* c, bool, const clock::time_point*) {
         c->state.store(call_state::queued, std::memory_order_relaxed);
         c->refs.fetch_add(1, std::memory_order_relaxed); // the work's reference
         try {
