@@ -237,8 +237,8 @@ int main(int argc, char** argv) {
         for (long k : cfg.in_flight) ks += fmt::format(" {}", k);
         fmt::print("running the Python asyncio peer...\n");
         py = run_python("bench_scaling.py",
-                        fmt::format("--in-flight{} --samples {} --warmup {} --memory-n {} --repeats {}", ks, cfg.samples,
-                                    cfg.warmup, cfg.memory_n, std::min(cfg.repeats, 3)),
+                        fmt::format("--in-flight{} --samples {} --warmup {} --memory-n {} --repeats {}", ks,
+                                    cfg.samples, cfg.warmup, cfg.memory_n, std::min(cfg.repeats, 3)),
                         argv[0]);
     } else {
         py.unavailable = "n/a (--no-python)";
@@ -291,7 +291,8 @@ int main(int argc, char** argv) {
         {"bytes_per_pending_offload_task",
          fmt::format("bytes per pending offload, each in its own task ({})", count_label(cfg.memory_n)),
          measure_pending_bytes(cfg.memory_n, true), py.get("bytes_per_pending_offload_task"), 0},
-        {"bytes_per_suspended_task", fmt::format("bytes per task suspended on an event ({})", count_label(cfg.memory_n)),
+        {"bytes_per_suspended_task",
+         fmt::format("bytes per task suspended on an event ({})", count_label(cfg.memory_n)),
          measure_task_bytes(cfg.memory_n), py.get("bytes_per_suspended_task"), 512},
     };
 
@@ -299,7 +300,8 @@ int main(int argc, char** argv) {
                "(held in a one-worker pool)\n");
     print_table(rows, 1);
     fmt::print("\nmemory                                                      | offload  | python   | ratio | goal\n");
-    fmt::print("------------------------------------------------------------+----------+----------+-------+---------\n");
+    fmt::print(
+        "------------------------------------------------------------+----------+----------+-------+---------\n");
     std::string mem_json;
     for (auto& m : mem) {
         std::string pyv = m.python ? fmt::format("{:.0f} B", *m.python) : py.unavailable.value_or("n/a");
@@ -313,8 +315,7 @@ int main(int argc, char** argv) {
     fmt::print("\nratio = offload cost / peer cost (below 1: offload faster or smaller). Python's bytes are "
                "tracemalloc's (Python-level allocations only).\n");
     write_json(opt.json_path, "bench_scaling", opt.smoke, cfg.repeats, rows,
-               fmt::format("  \"samples\": {},\n  \"memory_n\": {},\n", cfg.samples, cfg.memory_n) + growth +
-                   mem_json);
+               fmt::format("  \"samples\": {},\n  \"memory_n\": {},\n", cfg.samples, cfg.memory_n) + growth + mem_json);
     fmt::print("JSON: {}\n", opt.json_path);
     return 0;
 }

@@ -14,8 +14,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <new>
 #include <memory>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -521,8 +521,7 @@ struct stopper {
     void block(std::stop_token tok) {
         started = true;
         auto until = std::chrono::steady_clock::now() + 20s;
-        while (!tok.stop_requested() && std::chrono::steady_clock::now() < until)
-            std::this_thread::sleep_for(100us);
+        while (!tok.stop_requested() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100us);
         saw_stop = tok.stop_requested();
         while (!released.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100us);
     }
@@ -530,6 +529,21 @@ struct stopper {
 
 } // namespace
 
+// Not under AddressSanitizer (whose own operator new some allocations would
+// still reach: it then reports a new/free mismatch) nor ThreadSanitizer (which
+// defines the same operators); the counts are not checked there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COUNTS_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define COUNTS_ALLOCATIONS 0
+#endif
+#endif
+#ifndef COUNTS_ALLOCATIONS
+#define COUNTS_ALLOCATIONS 1
+#endif
+
+#if COUNTS_ALLOCATIONS
 // (GCC cannot see that these replace the global pair, and warns at every inlined delete.)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpragmas"
@@ -542,6 +556,7 @@ void* operator new(std::size_t n) {
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 #pragma GCC diagnostic pop
+#endif
 
 TEST_CASE("gather(calls): results of a vector of thread calls come back in order", "[to_thread][gather]") {
     thread_pool pool({.workers = 3, .max_queued = 0, .name = "g"});
@@ -594,7 +609,7 @@ TEST_CASE("gather(calls): allocates nothing per call (no task, frame or node per
         long during = allocations_here - before;
         CHECK(out.size() == static_cast<std::size_t>(n));
         // The gather's frame and its result vector; a task per call would be >= 2 per call.
-        CHECK(during < 20);
+        if (COUNTS_ALLOCATIONS) CHECK(during < 20);
     }(pool));
 }
 
@@ -726,9 +741,9 @@ TEST_CASE("gather(calls): a bounded pool admits the calls a few at a time; a can
         };
         std::vector<thread_call<decltype(f), int>> more;
         for (int i = 0; i < 20; ++i) more.push_back(run_in_executor(pool, f, i));
-        auto h = create_task([](std::vector<thread_call<decltype(f), int>>& c) -> task<> {
-            co_await gather(std::move(c));
-        }, std::move(more));
+        auto h =
+            create_task([](std::vector<thread_call<decltype(f), int>>& c) -> task<> { co_await gather(std::move(c)); },
+                        std::move(more));
         bool started = co_await eventually([&] { return st.started.load(); });
         REQUIRE(started);
         CHECK(pool.stats().queued == 3);
@@ -759,7 +774,9 @@ TEST_CASE("gather(calls): calls dropped by shutdown(cancel_pending) make the gat
             return i;
         };
         using call = thread_call<decltype(f), int>;
-        auto gathered = [](std::vector<call>& c) -> task<std::size_t> { co_return(co_await gather(std::move(c))).size(); };
+        auto gathered = [](std::vector<call>& c) -> task<std::size_t> {
+            co_return (co_await gather(std::move(c))).size();
+        };
         auto kept = [](std::vector<call>& c) -> task<std::size_t> {
             std::size_t closed = 0;
             for (auto& o : co_await gather(return_exceptions, std::move(c))) {
@@ -801,6 +818,7 @@ TEST_CASE("gather(calls): calls dropped by shutdown(cancel_pending) make the gat
         }
         CHECK(refused);
     }(pool, g));
+    pool.shutdown(); // the worker leaves g.pass() before g goes
 }
 
 TEST_CASE("gather(calls): calls on an executor of the user's", "[to_thread][gather][executor]") {
@@ -846,9 +864,5 @@ TEST_CASE("to_thread: awaiting a call allocates nothing once the loop has run a 
         during = allocations_here - before;
         CHECK(sum == 500'500);
     }(pool, during));
-#if OFFLOAD_CALL_NODE_CACHE
-    CHECK(during < 10); // one node per call without the recycling: 1000
-#else
-    CHECK(during >= 1000); // AddressSanitizer builds: every node comes from the heap
-#endif
+    if (COUNTS_ALLOCATIONS && OFFLOAD_CALL_NODE_CACHE) CHECK(during < 10); // one node per call without recycling
 }

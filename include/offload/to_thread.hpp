@@ -160,8 +160,8 @@ using thread_call = detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>
 /// std::vector<std::uint32_t> sums = co_await offload::gather(std::move(calls));
 /// ```
 template <class F, class... A>
-task<std::vector<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>>
-gather(std::vector<detail::thread_call_awaiter<F, A...>> calls) {
+task<std::vector<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>> gather(
+    std::vector<detail::thread_call_awaiter<F, A...>> calls) {
     detail::call_batch_awaiter<F, A...> batch(calls, false, std::source_location::current());
     co_await batch;
     co_return batch.values();
@@ -174,8 +174,8 @@ gather(std::vector<detail::thread_call_awaiter<F, A...>> calls) {
 /// Thread safety: build, call and await it on the loop's thread.
 /// Example: `for (auto& o : co_await gather(return_exceptions, std::move(calls))) if (o) use(o.value());`
 template <class F, class... A>
-task<std::vector<outcome<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>>>
-gather(return_exceptions_t, std::vector<detail::thread_call_awaiter<F, A...>> calls) {
+task<std::vector<outcome<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>>> gather(
+    return_exceptions_t, std::vector<detail::thread_call_awaiter<F, A...>> calls) {
     using V = detail::value_or_monostate_t<detail::call_result_t<F, A...>>;
     detail::call_batch_awaiter<F, A...> batch(calls, true, std::source_location::current());
     co_await batch;

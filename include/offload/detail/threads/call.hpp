@@ -120,7 +120,7 @@ struct call_node_cache {
             (void)&g;
             s.owner = true;
         }
-        return ::operator new(k * granule);
+        return ::operator new(k* granule);
     }
     static void deallocate(void* p, std::size_t n) noexcept {
         if (OFFLOAD_CALL_NODE_CACHE && n <= max_node) {

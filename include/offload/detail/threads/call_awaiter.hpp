@@ -2,7 +2,9 @@
 // thread pool (to_thread, run_in_executor, offload). It owns the call until it is
 // awaited, then drives it: admission (a bounded pool may make it wait for a
 // slot), submission, completion back on the awaiting loop, and cancellation
-// in every phase. All its own state is touched on the loop thread only.
+// in every phase. The driving is call_op, which call_batch.hpp reuses to
+// drive many calls under one awaiter. All this state is touched on the loop
+// thread only.
 #pragma once
 
 #include <offload/detail/base/clock.hpp>
@@ -14,7 +16,10 @@
 
 #include <fmt/core.h>
 
+#include <coroutine>
+#include <cstdint>
 #include <source_location>
+#include <stdexcept>
 #include <stop_token>
 #include <type_traits>
 #include <utility>

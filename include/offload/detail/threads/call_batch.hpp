@@ -12,9 +12,13 @@
 #include <offload/detail/threads/call_awaiter.hpp>
 #include <offload/errors.hpp>
 
+#include <coroutine>
 #include <cstddef>
 #include <exception>
 #include <source_location>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace offload::detail {
