@@ -67,7 +67,7 @@ public:
     /// all); no worker is woken for it: the caller calls wake_for_queued() after the batch.
     bool enqueue(thread_call* c, bool holds_pool_ref, const clock::time_point* batch = nullptr);
     /// Wakes a sleeping worker if calls are queued and nobody spins (after a batch
-    /// of enqueue(…, defer_wake = true); each worker that takes a call wakes the next).
+    /// of enqueue(…, batch); each worker that takes a call wakes the next if more are queued).
     void wake_for_queued() noexcept {
         // Dekker pairing with park(): it announces itself in sleepers_ and then
         // re-checks the queue; we published the calls and then read sleepers_.
