@@ -134,14 +134,14 @@ latency bench_offload_run_in_executor(const config& cfg) {
     return loop.run_until_complete(off_sequential(&pool, cfg.n_warmup, cfg.n_seq));
 }
 
-offload::task<> off_one_call(offload::thread_pool& pool) { co_await offload::run_in_executor(pool, noop); }
-
+// Like Python's asyncio.gather(*[loop.run_in_executor(ex, noop) ...]): the
+// calls themselves are gathered, without a task each.
 offload::task<double> off_gather(offload::thread_pool& pool, long warmup, long n) {
     for (long i = 0; i < warmup; ++i) co_await offload::run_in_executor(pool, noop);
     auto t0 = bench_clock::now();
-    std::vector<offload::task<>> calls;
+    std::vector<offload::thread_call<void (*)()>> calls;
     calls.reserve(static_cast<std::size_t>(n));
-    for (long i = 0; i < n; ++i) calls.push_back(off_one_call(pool));
+    for (long i = 0; i < n; ++i) calls.push_back(offload::run_in_executor(pool, noop));
     auto done = co_await offload::gather(std::move(calls));
     double ns = ns_since(t0);
     check(done.size() == static_cast<std::size_t>(n), "offload gather count");

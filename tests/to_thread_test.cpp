@@ -13,7 +13,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -500,4 +502,367 @@ TEST_CASE("run_in_executor: a stop_token call on a user executor is asked to sto
     }(ex, saw_stop));
     ex.shutdown(true, false);
     CHECK(saw_stop.load());
+}
+
+// --- gather of a vector of thread calls (no task per call) -------------------------
+
+namespace {
+
+// Counts the allocations made on this thread (operator new below), so a test can
+// show that gathering calls allocates nothing per call.
+thread_local long allocations_here = 0;
+
+// Waits on the worker until stop is requested, then until `released` (so the
+// worker takes no further call before the test says so).
+struct stopper {
+    std::atomic<bool> started{false};
+    std::atomic<bool> saw_stop{false};
+    std::atomic<bool> released{false};
+    void block(std::stop_token tok) {
+        started = true;
+        auto until = std::chrono::steady_clock::now() + 20s;
+        while (!tok.stop_requested() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100us);
+        saw_stop = tok.stop_requested();
+        while (!released.load() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(100us);
+    }
+};
+
+} // namespace
+
+// Not under AddressSanitizer (whose own operator new some allocations would
+// still reach: it then reports a new/free mismatch) nor ThreadSanitizer (which
+// defines the same operators); the counts are not checked there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COUNTS_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define COUNTS_ALLOCATIONS 0
+#endif
+#endif
+#ifndef COUNTS_ALLOCATIONS
+#define COUNTS_ALLOCATIONS 1
+#endif
+
+#if COUNTS_ALLOCATIONS
+// (GCC cannot see that these replace the global pair, and warns at every inlined delete.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpragmas"
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+    ++allocations_here;
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+#endif
+
+TEST_CASE("gather(calls): results of a vector of thread calls come back in order", "[to_thread][gather]") {
+    thread_pool pool({.workers = 3, .max_queued = 0, .name = "g"});
+    run([](thread_pool& pool) -> task<> {
+        auto twice = [](int i) { return 2 * i; };
+        std::vector<thread_call<decltype(twice), int>> calls;
+        for (int i = 0; i < 2000; ++i) calls.push_back(run_in_executor(pool, twice, i));
+        std::vector<int> out = co_await gather(std::move(calls));
+        REQUIRE(out.size() == 2000);
+        bool in_order = true;
+        for (int i = 0; i < 2000; ++i) in_order = in_order && out[static_cast<std::size_t>(i)] == 2 * i;
+        CHECK(in_order);
+
+        // to_thread calls (the default pool), void results, move-only results, an empty vector.
+        std::atomic<int> ran{0};
+        auto bump = [&ran] { ran.fetch_add(1); };
+        std::vector<thread_call<decltype(bump)>> voids;
+        for (int i = 0; i < 100; ++i) voids.push_back(to_thread(bump));
+        std::vector<std::monostate> none = co_await gather(std::move(voids));
+        CHECK(none.size() == 100);
+        CHECK(ran.load() == 100);
+
+        auto boxed = [](int i) { return std::make_unique<int>(i); };
+        std::vector<thread_call<decltype(boxed), int>> boxes;
+        for (int i = 0; i < 10; ++i) boxes.push_back(to_thread(boxed, i));
+        std::vector<std::unique_ptr<int>> got = co_await gather(std::move(boxes));
+        REQUIRE(got.size() == 10);
+        CHECK(*got[9] == 9);
+
+        std::vector<thread_call<decltype(twice), int>> empty;
+        std::vector<int> nothing = co_await gather(std::move(empty));
+        CHECK(nothing.empty());
+    }(pool));
+    auto s = pool.stats();
+    CHECK(s.completed == 2000);
+    CHECK(s.submitted == 2000);
+}
+
+TEST_CASE("gather(calls): allocates nothing per call (no task, frame or node per gathered call)",
+          "[to_thread][gather]") {
+    thread_pool pool({.workers = 2, .max_queued = 0, .name = "g"});
+    run([](thread_pool& pool) -> task<> {
+        constexpr int n = 1000;
+        auto twice = [](int i) { return 2 * i; };
+        std::vector<thread_call<decltype(twice), int>> calls;
+        calls.reserve(n);
+        for (int i = 0; i < n; ++i) calls.push_back(run_in_executor(pool, twice, i)); // one node each
+        long before = allocations_here;
+        std::vector<int> out = co_await gather(std::move(calls));
+        long during = allocations_here - before;
+        CHECK(out.size() == static_cast<std::size_t>(n));
+        // The gather's frame and its result vector; a task per call would be >= 2 per call.
+        if (COUNTS_ALLOCATIONS) CHECK(during < 20);
+    }(pool));
+}
+
+TEST_CASE("gather(calls): a failing call withdraws the others and is rethrown", "[to_thread][gather][cancel]") {
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "g"});
+    stopper st;
+    std::atomic<int> later{0};
+    run([](thread_pool& pool, stopper& st, std::atomic<int>& later) -> task<> {
+        // Call 0 throws, call 1 blocks until asked to stop, calls 2.. count.
+        auto f = [&st, &later](std::stop_token tok, int i) {
+            if (i == 0) throw custom_error("call 0 failed");
+            if (i == 1)
+                st.block(tok);
+            else
+                later.fetch_add(1);
+            return i;
+        };
+        std::vector<thread_call<decltype(f), int>> calls;
+        for (int i = 0; i < 200; ++i) calls.push_back(run_in_executor(pool, f, i));
+        bool threw = false;
+        try {
+            co_await gather(std::move(calls));
+        } catch (const custom_error& e) {
+            threw = std::string(e.what()) == "call 0 failed";
+        }
+        CHECK(threw);
+        st.released = true;
+    }(pool, st, later));
+    pool.shutdown();
+    CHECK(later.load() == 0); // withdrawn while queued: never ran
+    // Call 1 either never started or was asked to stop.
+    CHECK(st.started.load() == st.saw_stop.load());
+    auto s = pool.stats();
+    CHECK(s.failed == 1);
+    CHECK(s.cancelled == 199);
+}
+
+TEST_CASE("gather(calls): cancelling the gathering task withdraws every call and throws at once",
+          "[to_thread][gather][cancel]") {
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "g"});
+    stopper st;
+    std::atomic<int> later{0};
+    run([](thread_pool& pool, stopper& st, std::atomic<int>& later) -> task<> {
+        auto f = [&st, &later](std::stop_token tok, int i) {
+            if (i == 0)
+                st.block(tok);
+            else
+                later.fetch_add(1);
+        };
+        auto h = create_task(
+            [](thread_pool& pool, decltype(f) f) -> task<std::size_t> {
+                std::vector<thread_call<decltype(f), int>> calls;
+                for (int i = 0; i < 50; ++i) calls.push_back(run_in_executor(pool, f, i));
+                auto out = co_await gather(std::move(calls));
+                co_return out.size();
+            },
+            std::ref(pool), f);
+        bool started = co_await eventually([&] { return st.started.load(); });
+        REQUIRE(started);
+        h.cancel("enough");
+        std::string message;
+        try {
+            co_await h;
+        } catch (const cancelled_error& e) {
+            message = e.what();
+        }
+        CHECK(message.find("enough") != std::string::npos);
+        bool stopped = co_await eventually([&] { return st.saw_stop.load(); });
+        CHECK(stopped);
+        st.released = true;
+    }(pool, st, later));
+    pool.shutdown();
+    CHECK(later.load() == 0);
+    CHECK(pool.stats().cancelled == 50);
+}
+
+TEST_CASE("gather(return_exceptions, calls): every call runs; values and exceptions in order",
+          "[to_thread][gather][return_exceptions]") {
+    thread_pool pool({.workers = 2, .max_queued = 0, .name = "g"});
+    run([](thread_pool& pool) -> task<> {
+        auto f = [](int i) {
+            if (i % 3 == 0) throw custom_error("bad " + std::to_string(i));
+            return i;
+        };
+        std::vector<thread_call<decltype(f), int>> calls;
+        for (int i = 0; i < 30; ++i) calls.push_back(run_in_executor(pool, f, i));
+        auto out = co_await gather(return_exceptions, std::move(calls));
+        REQUIRE(out.size() == 30);
+        int values = 0, errors = 0;
+        for (int i = 0; i < 30; ++i) {
+            auto& o = out[static_cast<std::size_t>(i)];
+            if (i % 3 == 0) {
+                REQUIRE(!o.has_value());
+                try {
+                    std::rethrow_exception(o.error());
+                } catch (const custom_error& e) {
+                    if (std::string(e.what()) == "bad " + std::to_string(i)) ++errors;
+                }
+            } else if (o.has_value() && o.value() == i) {
+                ++values;
+            }
+        }
+        CHECK(values == 20);
+        CHECK(errors == 10);
+    }(pool));
+    CHECK(pool.stats().completed == 20);
+    CHECK(pool.stats().failed == 10);
+}
+
+TEST_CASE("gather(calls): a bounded pool admits the calls a few at a time; a cancellation withdraws slot waiters",
+          "[to_thread][gather][backpressure]") {
+    thread_pool pool({.workers = 1, .max_queued = 3, .name = "g"});
+    stopper st;
+    std::atomic<int> later{0};
+    run([](thread_pool& pool, stopper& st, std::atomic<int>& later) -> task<> {
+        auto twice = [](int i) { return 2 * i; };
+        std::vector<thread_call<decltype(twice), int>> calls;
+        for (int i = 0; i < 100; ++i) calls.push_back(run_in_executor(pool, twice, i));
+        std::vector<int> out = co_await gather(std::move(calls));
+        REQUIRE(out.size() == 100);
+        CHECK(out[99] == 198);
+        CHECK(pool.stats().max_queued <= 3);
+
+        // Call 0 blocks the worker, 1-3 fill the queue, 4.. wait for slots; then the gather is cancelled.
+        auto f = [&st, &later](std::stop_token tok, int i) {
+            if (i == 0) return st.block(tok);
+            if (i == 1) throw custom_error("second");
+            later.fetch_add(1);
+        };
+        std::vector<thread_call<decltype(f), int>> more;
+        for (int i = 0; i < 20; ++i) more.push_back(run_in_executor(pool, f, i));
+        auto h =
+            create_task([](std::vector<thread_call<decltype(f), int>>& c) -> task<> { co_await gather(std::move(c)); },
+                        std::move(more));
+        bool started = co_await eventually([&] { return st.started.load(); });
+        REQUIRE(started);
+        CHECK(pool.stats().queued == 3);
+        h.cancel();
+        bool cancelled = false;
+        try {
+            co_await h;
+        } catch (const cancelled_error&) {
+            cancelled = true;
+        }
+        CHECK(cancelled);
+        st.released = true;
+    }(pool, st, later));
+    pool.shutdown();
+    CHECK(later.load() == 0);
+    auto s = pool.stats();
+    CHECK(s.cancelled == 20);
+    CHECK(s.queued == 0);
+}
+
+TEST_CASE("gather(calls): calls dropped by shutdown(cancel_pending) make the gather throw executor_closed",
+          "[to_thread][gather][shutdown]") {
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "g"});
+    gate g;
+    run([](thread_pool& pool, gate& g) -> task<> {
+        auto f = [&g](int i) {
+            if (i == 0) g.pass();
+            return i;
+        };
+        using call = thread_call<decltype(f), int>;
+        auto gathered = [](std::vector<call>& c) -> task<std::size_t> {
+            co_return (co_await gather(std::move(c))).size();
+        };
+        auto kept = [](std::vector<call>& c) -> task<std::size_t> {
+            std::size_t closed = 0;
+            for (auto& o : co_await gather(return_exceptions, std::move(c))) {
+                if (o.has_value()) continue;
+                try {
+                    std::rethrow_exception(o.error());
+                } catch (const executor_closed&) {
+                    ++closed;
+                }
+            }
+            co_return closed;
+        };
+        std::vector<call> a, b;
+        for (int i = 0; i < 5; ++i) a.push_back(run_in_executor(pool, f, i));
+        for (int i = 1; i < 5; ++i) b.push_back(run_in_executor(pool, f, i));
+        auto ha = create_task(gathered, std::move(a));
+        auto hb = create_task(kept, std::move(b));
+        bool entered = co_await eventually([&] { return g.entered.load() == 1; });
+        REQUIRE(entered);
+        pool.shutdown(false, true);
+        bool closed = false;
+        try {
+            co_await ha;
+        } catch (const executor_closed&) {
+            closed = true;
+        }
+        CHECK(closed);
+        std::size_t n_closed = co_await hb;
+        CHECK(n_closed == 4);
+        g.open = true;
+        // A gather on a pool that is shut down throws at once.
+        std::vector<call> c;
+        c.push_back(run_in_executor(pool, f, 1));
+        bool refused = false;
+        try {
+            co_await gather(std::move(c));
+        } catch (const executor_closed&) {
+            refused = true;
+        }
+        CHECK(refused);
+    }(pool, g));
+    pool.shutdown(); // the worker leaves g.pass() before g goes
+}
+
+TEST_CASE("gather(calls): calls on an executor of the user's", "[to_thread][gather][executor]") {
+    offload_test::user_executor ex;
+    run([](offload_test::user_executor& ex) -> task<> {
+        auto sq = [](int i) { return i * i; };
+        std::vector<thread_call<decltype(sq), int>> calls;
+        for (int i = 0; i < 50; ++i) calls.push_back(run_in_executor(ex, sq, i));
+        std::vector<int> out = co_await gather(std::move(calls));
+        REQUIRE(out.size() == 50);
+        CHECK(out[7] == 49);
+    }(ex));
+}
+
+TEST_CASE("gather(calls): a call that was moved from (or already awaited) is refused", "[to_thread][gather]") {
+    run([]() -> task<> {
+        auto one = [] { return 1; };
+        std::vector<thread_call<decltype(one)>> calls;
+        calls.push_back(to_thread(one));
+        auto stolen = std::move(calls[0]);
+        bool refused = false;
+        try {
+            co_await gather(std::move(calls));
+        } catch (const std::logic_error&) {
+            refused = true;
+        }
+        CHECK(refused);
+        int v = co_await std::move(stolen);
+        CHECK(v == 1);
+    }());
+}
+
+TEST_CASE("to_thread: awaiting a call allocates nothing once the loop has run a few (call nodes are recycled)",
+          "[to_thread][alloc]") {
+    thread_pool pool({.workers = 1, .max_queued = 0, .name = "a"});
+    long during = -1;
+    run([](thread_pool& pool, long& during) -> task<> {
+        auto add = [](int a, int b) { return a + b; };
+        for (int i = 0; i < 10; ++i) co_await run_in_executor(pool, add, i, 1); // warm up
+        long before = allocations_here;
+        long sum = 0;
+        for (int i = 0; i < 1000; ++i) sum += co_await run_in_executor(pool, add, i, 1);
+        during = allocations_here - before;
+        CHECK(sum == 500'500);
+    }(pool, during));
+    if (COUNTS_ALLOCATIONS && OFFLOAD_CALL_NODE_CACHE) CHECK(during < 10); // one node per call without recycling
 }

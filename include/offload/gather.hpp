@@ -4,7 +4,9 @@
 // outlives the gather (structured, like a TaskGroup). With the
 // return_exceptions tag it behaves like asyncio.gather(return_exceptions=True):
 // every child runs to its end and each gives an outcome<T>. The engine is
-// detail/tasks/run_all.hpp.
+// detail/tasks/run_all.hpp. A vector of thread calls (to_thread,
+// run_in_executor) has its own, cheaper gather in <offload/to_thread.hpp>:
+// no task per call.
 #pragma once
 
 #include <offload/detail/tasks/awaitable_traits.hpp>

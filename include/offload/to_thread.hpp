@@ -8,13 +8,19 @@
 
 #include <offload/detail/loop/core.hpp>
 #include <offload/detail/threads/call_awaiter.hpp>
+#include <offload/detail/threads/call_batch.hpp>
 #include <offload/future.hpp>
+#include <offload/gather.hpp>
+#include <offload/outcome.hpp>
+#include <offload/task.hpp>
 #include <offload/thread_pool.hpp>
 
+#include <exception>
 #include <functional>
 #include <source_location>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace offload {
 
@@ -125,6 +131,63 @@ void submit(E&, F&&, A&&...) {
     static_assert(detail::always_false_v<E>,
                   "offload::submit: the first argument is not an executor. Pass a thread_pool, a process_pool "
                   "(include <offload/process_pool.hpp>), or a type of yours modelling the offload::executor concept");
+}
+
+/// The awaitable that to_thread and run_in_executor (on a thread_pool or an
+/// executor of yours) return for `fn(args...)`; name it to build a vector of
+/// calls for gather: `std::vector<offload::thread_call<decltype(&f)>> calls;`.
+template <class F, class... A>
+using thread_call = detail::thread_call_awaiter<std::decay_t<F>, std::decay_t<A>...>;
+
+/// Runs every call of `calls` (to_thread or run_in_executor awaitables, none
+/// awaited yet) concurrently and returns their results in order (`void`
+/// results are std::monostate): gather's contract for a vector of tasks, at a
+/// fraction of the cost: no task, coroutine frame or allocation per call, and
+/// the calls are queued with one worker wake-up per pool.
+///
+/// A failing call (its exception, or executor_closed for a call shutdown
+/// dropped) withdraws the others: queued ones never run, running ones are
+/// asked to stop (std::stop_token) and their results discarded; then its
+/// exception is rethrown.
+/// Cancellation: cancelling the gather withdraws every call the same way and
+/// throws cancelled_error at once (a worker may still be finishing a call
+/// that ignores its stop_token; the call's state outlives the gather safely).
+/// Thread safety: build, call and await it on the loop's thread.
+/// Example:
+/// ```
+/// std::vector<offload::thread_call<decltype(&checksum), std::string>> calls;
+/// for (auto& path : paths) calls.push_back(offload::run_in_executor(pool, &checksum, path));
+/// std::vector<std::uint32_t> sums = co_await offload::gather(std::move(calls));
+/// ```
+template <class F, class... A>
+task<std::vector<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>> gather(
+    std::vector<detail::thread_call_awaiter<F, A...>> calls) {
+    detail::call_batch_awaiter<F, A...> batch(calls, false, std::source_location::current());
+    co_await batch;
+    co_return batch.values();
+}
+
+/// Runs every call of `calls` concurrently, like gather(calls), but a failing
+/// call withdraws nobody: each gives an outcome (its value, or the exception
+/// it threw; executor_closed for a call shutdown dropped), in order.
+/// Cancellation: cancelling the gather withdraws every call and throws cancelled_error.
+/// Thread safety: build, call and await it on the loop's thread.
+/// Example: `for (auto& o : co_await gather(return_exceptions, std::move(calls))) if (o) use(o.value());`
+template <class F, class... A>
+task<std::vector<outcome<detail::value_or_monostate_t<detail::call_result_t<F, A...>>>>> gather(
+    return_exceptions_t, std::vector<detail::thread_call_awaiter<F, A...>> calls) {
+    using V = detail::value_or_monostate_t<detail::call_result_t<F, A...>>;
+    detail::call_batch_awaiter<F, A...> batch(calls, true, std::source_location::current());
+    co_await batch;
+    std::vector<outcome<V>> out;
+    out.reserve(calls.size());
+    batch.outcomes([&out](auto&& v) {
+        if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::exception_ptr>)
+            out.push_back(outcome<V>(std::move(v)));
+        else
+            out.push_back(outcome<V>(std::in_place, std::move(v)));
+    });
+    co_return out;
 }
 
 } // namespace offload

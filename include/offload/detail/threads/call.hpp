@@ -12,9 +12,11 @@
 #include <offload/executor.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <new>
 #include <optional>
 #include <stop_token>
 #include <tuple>
@@ -54,6 +56,86 @@ protected:
     ~slot_source() = default;
 };
 
+// Call nodes are recycled on the thread that allocates them (a loop's thread):
+// a free list per 16-byte size class up to 512 bytes, at most 1 MiB kept per
+// thread, so awaiting an offload allocates nothing once the loop has run a
+// few. A node freed on another thread (a worker dropping an abandoned call)
+// goes back to the heap. Off under AddressSanitizer, which then sees every node.
+#if defined(__SANITIZE_ADDRESS__)
+#define OFFLOAD_CALL_NODE_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OFFLOAD_CALL_NODE_CACHE 0
+#endif
+#endif
+#ifndef OFFLOAD_CALL_NODE_CACHE
+#define OFFLOAD_CALL_NODE_CACHE 1
+#endif
+
+struct call_node_cache {
+    static constexpr std::size_t granule = 16;
+    static constexpr std::size_t max_node = 512;
+    static constexpr std::size_t max_bytes = std::size_t{1} << 20;
+
+    struct free_node {
+        free_node* next;
+    };
+    // Trivially destructible, so it outlives the guard below at thread exit.
+    struct state {
+        free_node* heads[max_node / granule + 1];
+        std::size_t bytes;
+        bool owner; // this thread allocates nodes (so it keeps freed ones)
+        bool dead;  // the thread is exiting: no more caching
+    };
+    static state& local() noexcept {
+        static thread_local state s{};
+        return s;
+    }
+    // Frees what the thread kept when it exits.
+    struct guard {
+        ~guard() {
+            state& s = local();
+            s.dead = true;
+            s.owner = false;
+            for (auto*& h : s.heads)
+                while (free_node* f = h) {
+                    h = f->next;
+                    ::operator delete(f);
+                }
+            s.bytes = 0;
+        }
+    };
+
+    static void* allocate(std::size_t n) {
+        if (!OFFLOAD_CALL_NODE_CACHE || n > max_node) return ::operator new(n);
+        state& s = local();
+        const std::size_t k = (n + granule - 1) / granule;
+        if (free_node* f = s.heads[k]) {
+            s.heads[k] = f->next;
+            s.bytes -= k * granule;
+            return f;
+        }
+        if (!s.owner && !s.dead) {
+            static thread_local guard g; // constructed once per thread, on first use
+            (void)&g;
+            s.owner = true;
+        }
+        return ::operator new(k* granule);
+    }
+    static void deallocate(void* p, std::size_t n) noexcept {
+        if (OFFLOAD_CALL_NODE_CACHE && n <= max_node) {
+            state& s = local();
+            const std::size_t k = (n + granule - 1) / granule;
+            if (s.owner && s.bytes + k * granule <= max_bytes) {
+                s.heads[k] = new (p) free_node{s.heads[k]};
+                s.bytes += k * granule;
+                return;
+            }
+        }
+        ::operator delete(p);
+    }
+};
+
 struct thread_call : remote_node, work_item {
     enum class event : std::uint8_t { none, slot, finished };
 
@@ -67,6 +149,12 @@ struct thread_call : remote_node, work_item {
     bool failed = false;              // the call threw
     std::exception_ptr error;
     clock::time_point enqueued{};
+
+    // Recycled (see call_node_cache); over-aligned calls use the plain heap.
+    static void* operator new(std::size_t n) { return call_node_cache::allocate(n); }
+    static void operator delete(void* p, std::size_t n) noexcept { call_node_cache::deallocate(p, n); }
+    static void* operator new(std::size_t n, std::align_val_t a) { return ::operator new(n, a); }
+    static void operator delete(void* p, std::size_t, std::align_val_t a) noexcept { ::operator delete(p, a); }
 
     thread_call() = default;
     thread_call(const thread_call&) = delete;

@@ -5,6 +5,7 @@
 // both, through one indirect call per operation.
 #pragma once
 
+#include <offload/detail/base/clock.hpp>
 #include <offload/detail/threads/call.hpp>
 #include <offload/detail/threads/pool_core.hpp>
 #include <offload/executor.hpp>
@@ -23,7 +24,10 @@ struct call_queue {
         /// Throws executor_closed when the executor takes no more calls.
         bool (*admit)(void* target, thread_call* c);
         /// Queues an admitted call; false (executor_closed) if it closed since.
-        bool (*enqueue)(void* target, thread_call* c, bool holds_ref);
+        /// `batch`: one of a batch queued at *batch; wake no worker for it yet, flush() will.
+        bool (*enqueue)(void* target, thread_call* c, bool holds_ref, const clock::time_point* batch);
+        /// Wakes a worker, if one sleeps, for calls queued with defer_wake.
+        void (*flush)(void* target) noexcept;
         /// Withdraws a call waiting for a slot; false if the grant is on its way.
         bool (*cancel_waiting)(void* target, thread_call* c) noexcept;
         /// Withdraws a queued call; false if it started (or was dropped).
@@ -38,7 +42,10 @@ struct call_queue {
     void* target = nullptr;
 
     bool admit(thread_call* c) const { return table->admit(target, c); }
-    bool enqueue(thread_call* c, bool holds_ref) const { return table->enqueue(target, c, holds_ref); }
+    bool enqueue(thread_call* c, bool holds_ref, const clock::time_point* batch = nullptr) const {
+        return table->enqueue(target, c, holds_ref, batch);
+    }
+    void flush() const noexcept { table->flush(target); }
     bool cancel_waiting(thread_call* c) const noexcept { return table->cancel_waiting(target, c); }
     bool cancel_queued(thread_call* c) const noexcept { return table->cancel_queued(target, c); }
     void return_slot(thread_call* c) const noexcept { table->return_slot(target, c); }
@@ -47,7 +54,10 @@ struct call_queue {
 
 inline constexpr call_queue::ops thread_pool_queue_ops{
     [](void* t, thread_call* c) { return static_cast<thread_pool_core*>(t)->admit(c); },
-    [](void* t, thread_call* c, bool held) { return static_cast<thread_pool_core*>(t)->enqueue(c, held); },
+    [](void* t, thread_call* c, bool held, const clock::time_point* batch) {
+        return static_cast<thread_pool_core*>(t)->enqueue(c, held, batch);
+    },
+    [](void* t) noexcept { static_cast<thread_pool_core*>(t)->wake_for_queued(); },
     [](void* t, thread_call* c) noexcept { return static_cast<thread_pool_core*>(t)->cancel_waiting(c); },
     [](void* t, thread_call* c) noexcept { return static_cast<thread_pool_core*>(t)->cancel_queued(c); },
     [](void* t, thread_call* c) noexcept { static_cast<thread_pool_core*>(t)->return_slot(c); },
@@ -63,7 +73,7 @@ inline call_queue queue_of(thread_pool_core& pool) noexcept { return {&thread_po
 template <class E>
 inline constexpr call_queue::ops user_executor_queue_ops{
     [](void*, thread_call*) { return true; },
-    [](void* t, thread_call* c, bool) {
+    [](void* t, thread_call* c, bool, const clock::time_point*) {
         c->state.store(call_state::queued, std::memory_order_relaxed);
         c->refs.fetch_add(1, std::memory_order_relaxed); // the work's reference
         try {
@@ -76,6 +86,7 @@ inline constexpr call_queue::ops user_executor_queue_ops{
         }
         return true;
     },
+    [](void*) noexcept {},
     [](void*, thread_call*) noexcept { return false; },
     [](void*, thread_call* c) noexcept {
         auto expected = call_state::queued;

@@ -67,7 +67,19 @@ public:
     /// Withdraws a queued call; false if a worker took it (or shutdown dropped it).
     bool cancel_queued(thread_call* c) noexcept;
     /// Queues an admitted call; false (resolve with executor_closed) if the pool closed since.
-    bool enqueue(thread_call* c, bool holds_pool_ref);
+    /// `batch`: the call is one of a batch queued at *batch (one clock read for
+    /// all); no worker is woken for it: the caller calls wake_for_queued() after the batch.
+    bool enqueue(thread_call* c, bool holds_pool_ref, const clock::time_point* batch = nullptr);
+    /// Wakes a sleeping worker if calls are queued and nobody spins (after a batch
+    /// of enqueue(…, batch); each worker that takes a call wakes the next if more are queued).
+    void wake_for_queued() noexcept {
+        // Dekker pairing with park(): it announces itself in sleepers_ and then
+        // re-checks the queue; we published the calls and then read sleepers_.
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0 &&
+            !queue_empty())
+            wake_one();
+    }
     /// A call granted a slot will not be queued after all (see slot_source).
     void return_slot(thread_call* c) noexcept override {
         counters_.cancelled.fetch_add(1, std::memory_order_relaxed);
@@ -81,7 +93,7 @@ private:
     bool queue_empty() const noexcept {
         return ring_.empty_hint() && overflow_size_.load(std::memory_order_acquire) == 0;
     }
-    bool run_call(thread_call* c) noexcept;
+    bool run_call(thread_call* c, clock::time_point& last) noexcept;
     void park(bool counted) noexcept;
     void wake_one() noexcept {
         wake_seq_.fetch_add(1, std::memory_order_release);
@@ -203,7 +215,7 @@ OFFLOAD_DECL void thread_pool_core::release_slot() noexcept {
     next->loop->post_remote(next);
 }
 
-OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref) {
+OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref, const clock::time_point* batch) {
     // Shutdown waits for in-progress submissions, so none lands after the workers left.
     submitting_.fetch_add(1, std::memory_order_seq_cst);
     if (closed_.load(std::memory_order_seq_cst)) {
@@ -214,7 +226,7 @@ OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref)
         return false;
     }
     c->state.store(call_state::queued, std::memory_order_relaxed);
-    c->enqueued = clock::now();
+    c->enqueued = batch ? *batch : clock::now();
     if (!holds_pool_ref) c->refs.fetch_add(1, std::memory_order_relaxed); // the pool's, until the call is done
     counters_.note_queued();
     if (overflow_size_.load(std::memory_order_relaxed) != 0 || !ring_.try_push(c)) {
@@ -223,14 +235,9 @@ OFFLOAD_DECL bool thread_pool_core::enqueue(thread_call* c, bool holds_pool_ref)
         overflow_size_.fetch_add(1, std::memory_order_release);
     }
     submitting_.fetch_sub(1, std::memory_order_release);
-    // Dekker pairing with park(): it announces itself in sleepers_ and then
-    // re-checks the queue; we publish the call and then read sleepers_. No
-    // wake-up while a worker spins, nor once the queue is empty again: then a
-    // spinner already took the call (it often does before we get here).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (sleepers_.load(std::memory_order_relaxed) > 0 && spinning_.load(std::memory_order_relaxed) == 0 &&
-        !queue_empty())
-        wake_one();
+    // No wake-up while a worker spins, nor once the queue is empty again: then
+    // a spinner already took the call (it often does before we get here).
+    if (!batch) wake_for_queued();
     return true;
 }
 
@@ -256,7 +263,10 @@ OFFLOAD_DECL thread_call* thread_pool_core::pop() noexcept {
 }
 
 // Returns true when it counted the worker in spinning_ (see worker_main).
-OFFLOAD_DECL bool thread_pool_core::run_call(thread_call* c) noexcept {
+// `last`: when the previous call ended, if this worker went straight on to
+// this one (else the epoch): it serves as this call's start, so that a run of
+// calls costs one clock read each. Updated to when this call ended.
+OFFLOAD_DECL bool thread_pool_core::run_call(thread_call* c, clock::time_point& last) noexcept {
     auto expected = call_state::queued;
     if (!c->state.compare_exchange_strong(expected, call_state::running, std::memory_order_acq_rel)) {
         c->unref(); // cancelled while queued
@@ -265,10 +275,11 @@ OFFLOAD_DECL bool thread_pool_core::run_call(thread_call* c) noexcept {
     counters_.busy.fetch_add(1, std::memory_order_relaxed);
     counters_.queued.fetch_sub(1, std::memory_order_relaxed);
     release_slot();
-    auto t0 = clock::now();
+    auto t0 = last == clock::time_point{} ? clock::now() : std::max(last, c->enqueued);
     counters_.queue_wait.record(static_cast<std::uint64_t>((t0 - c->enqueued).count()));
     c->execute();
-    counters_.run_time.record(static_cast<std::uint64_t>((clock::now() - t0).count()));
+    last = clock::now();
+    counters_.run_time.record(static_cast<std::uint64_t>((last - t0).count()));
     expected = call_state::running;
     bool deliver = c->state.compare_exchange_strong(expected, call_state::finished, std::memory_order_acq_rel);
     if (!deliver)
@@ -317,6 +328,7 @@ OFFLOAD_DECL void thread_pool_core::worker_main() {
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), std::min(19, cur + nice_));
     }
     bool looking = false; // counted in spinning_ by run_call: about to look for the next call
+    clock::time_point last{}; // when the previous call ended, while we go straight on (see run_call)
     for (;;) {
         if (thread_call* c = pop()) {
             if (looking) spinning_.fetch_sub(1, std::memory_order_acq_rel);
@@ -325,7 +337,7 @@ OFFLOAD_DECL void thread_pool_core::worker_main() {
             if (spinning_.load(std::memory_order_relaxed) == 0 && sleepers_.load(std::memory_order_relaxed) > 0 &&
                 !queue_empty())
                 wake_one();
-            looking = run_call(c);
+            looking = run_call(c, last);
             continue;
         }
         if (stopping_.load(std::memory_order_acquire) && queue_empty()) {
@@ -334,6 +346,7 @@ OFFLOAD_DECL void thread_pool_core::worker_main() {
         }
         park(looking);
         looking = false;
+        last = {};
     }
 }
 
