@@ -409,7 +409,8 @@ TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with execut
                 queued.push_back(create_task(
                     [](process_pool& p, int i) -> task<int> { co_return co_await run_in_executor(p, add, i, i); },
                     std::ref(pool), i));
-            co_await sleep(20ms);
+            // Until the three are queued (a busy machine may take a while to run the tasks).
+            for (int i = 0; i < 2000 && pool.stats().queued < 3; ++i) co_await sleep(1ms);
             CHECK(pool.stats().queued == 3);
             pool.shutdown(false, true);
             for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
