@@ -89,6 +89,17 @@ demo() {
   if ((ran == 0)); then
     echo "(no examples or benchmarks built yet)"
   fi
+  # The same hand-offs on a busy machine: as many busy-loop processes as CPUs
+  # run beside each program and its Python peer (--hogs; smaller sizes).
+  local hogs exe_name
+  hogs=$(nproc)
+  for exe_name in bench_offload bench_process; do
+    exe=build/release/benchmarks/$exe_name
+    [[ -x "$exe" ]] || continue
+    echo
+    echo "==> $exe --hogs $hogs"
+    "$exe" --hogs "$hogs" --json "${exe_name}_hogs.json"
+  done
 }
 
 test_all() {

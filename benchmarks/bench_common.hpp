@@ -5,19 +5,30 @@
 // Every row compares offload with its peers as a cost ratio, "offload cost /
 // peer cost" (below 1: offload faster), and may carry targets: a maximum cost
 // ratio against a named peer, or an absolute bound on offload's own figure.
+//
+// `--hogs N` (every program that uses parse_options) measures on a busy
+// machine: parse_options starts N busy-loop child processes at normal
+// priority, which run for the rest of the program (the Python peer included,
+// so every column of a row sees the same hogs) and are killed and reaped at
+// exit; the count is printed above the table and written to the JSON.
 #pragma once
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <utility>
 #include <vector>
@@ -25,23 +36,82 @@
 namespace offload_bench {
 
 /// The command line every benchmark takes: --smoke (tiny sizes, for CI),
-/// --no-python, --no-asio (where an asio peer exists), --json PATH.
+/// --no-python, --no-asio (where an asio peer exists), --json PATH, --hogs N.
 struct options {
     bool smoke = false;
     bool python = true;
     bool asio = true;
+    int hogs = 0; // busy-loop processes running beside the benchmark (see start_hogs)
     std::string json_path;
 };
 
-/// Parses argv into `o` (json_path defaults to `default_json`). Returns the
-/// exit code when the program should stop at once (--help: 0, a bad
-/// argument: 2, with the usage printed), or nullopt to go on.
+// ---------------------------------------------------------------------------
+// Hogs: busy-loop child processes, for measuring on a busy machine
+// ---------------------------------------------------------------------------
+
+namespace hog_detail {
+struct state {
+    pid_t owner = 0; // the process that started them (forked children must not stop them)
+    std::vector<pid_t> pids;
+};
+inline state& hogs() {
+    static state s;
+    return s;
+}
+} // namespace hog_detail
+
+/// How many hogs run now (0 when none).
+inline int hog_count() { return static_cast<int>(hog_detail::hogs().pids.size()); }
+
+/// Kills (SIGKILL) and reaps the hogs; a no-op when none run or when called
+/// from a process that did not start them (a forked worker). Registered with
+/// atexit by start_hogs; callable earlier.
+inline void stop_hogs() {
+    auto& h = hog_detail::hogs();
+    if (h.pids.empty() || ::getpid() != h.owner) return;
+    for (pid_t p : h.pids) ::kill(p, SIGKILL);
+    for (pid_t p : h.pids)
+        while (::waitpid(p, nullptr, 0) < 0 && errno == EINTR) {
+        }
+    h.pids.clear();
+}
+
+/// Starts `n` busy-loop child processes at normal priority (nice 0 where
+/// allowed). They die with this process (PR_SET_PDEATHSIG) and are killed and
+/// reaped at exit (atexit). Call before starting threads. Throws when fork fails.
+inline void start_hogs(int n) {
+    auto& h = hog_detail::hogs();
+    if (n <= 0) return;
+    if (h.owner == 0) std::atexit(stop_hogs);
+    h.owner = ::getpid();
+    std::fflush(nullptr);
+    for (int i = 0; i < n; ++i) {
+        pid_t pid = ::fork();
+        if (pid < 0) {
+            stop_hogs();
+            throw std::runtime_error("--hogs: fork failed");
+        }
+        if (pid == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != h.owner) ::_exit(0); // the parent died before PDEATHSIG was armed
+            ::setpriority(PRIO_PROCESS, 0, 0);      // normal priority (fails quietly if we were niced)
+            for (;;) asm volatile("" ::: "memory");
+        }
+        h.pids.push_back(pid);
+    }
+}
+
+/// Parses argv into `o` (json_path defaults to `default_json`) and, with
+/// --hogs N, starts the hogs (start_hogs). Returns the exit code when the
+/// program should stop at once (--help: 0, a bad argument: 2, with the usage
+/// printed), or nullopt to go on.
 inline std::optional<int> parse_options(int argc, char** argv, options& o, std::string_view default_json,
                                         bool has_asio) {
     o.json_path = default_json;
     auto usage = [&](int code) {
-        fmt::print(stderr, "usage: {} [--smoke] [--no-python]{} [--json PATH]\n", argv[0],
+        fmt::print(stderr, "usage: {} [--smoke] [--no-python]{} [--json PATH] [--hogs N]\n", argv[0],
                    has_asio ? " [--no-asio]" : "");
+        fmt::print(stderr, "  --hogs N: run N busy-loop processes beside the benchmark (and its Python peer)\n");
         return code;
     };
     for (int i = 1; i < argc; ++i) {
@@ -54,10 +124,26 @@ inline std::optional<int> parse_options(int argc, char** argv, options& o, std::
             o.asio = false;
         else if (a == "--json" && i + 1 < argc)
             o.json_path = argv[++i];
-        else
+        else if (a == "--hogs" && i + 1 < argc) {
+            char* end = nullptr;
+            long n = std::strtol(argv[++i], &end, 10);
+            if (end == argv[i] || *end != '\0' || n < 0 || n > 1024) {
+                fmt::print(stderr, "--hogs wants a count from 0 to 1024, not '{}'\n", argv[i]);
+                return usage(2);
+            }
+            o.hogs = static_cast<int>(n);
+        } else
             return usage(a == "--help" || a == "-h" ? 0 : 2);
     }
+    start_hogs(o.hogs);
     return std::nullopt;
+}
+
+/// "" or ", under N busy-loop hogs" for the header line of a program.
+inline std::string hogs_note() {
+    return hog_count() > 0
+               ? fmt::format(", under {} busy-loop hog process{}", hog_count(), hog_count() == 1 ? "" : "es")
+               : std::string();
 }
 
 using bench_clock = std::chrono::steady_clock;
@@ -292,6 +378,8 @@ inline std::string target_text(const row& r, const target_spec& t) {
 }
 
 inline void print_table(const std::vector<row>& rows, std::size_t npeers) {
+    fmt::print("hogs: {} busy-loop process{} beside every column{}\n", hog_count(), hog_count() == 1 ? "" : "es",
+               hog_count() > 0 ? fmt::format(" ({} CPUs online)", ::sysconf(_SC_NPROCESSORS_ONLN)) : "");
     std::vector<std::vector<std::string>> cells;
     std::vector<std::string> head = {"measurement", "offload"};
     for (std::size_t i = 0; i < npeers; ++i) {
@@ -365,7 +453,7 @@ inline std::string json_target(const row& r, const target_spec& t) {
 }
 
 // Writes {"benchmark": name, "smoke", "repeats", "hardware_concurrency",
-// <extra_fields>, "ratio", "results": [...]}. `extra_fields`: `"key": value,\n`
+// "hogs", <extra_fields>, "ratio", "results": [...]}. `extra_fields`: `"key": value,\n`
 // lines (indented two spaces), or empty. One target is written as "target",
 // several as "targets".
 inline void write_json(const std::string& path, std::string_view name, bool smoke, int repeats,
@@ -374,6 +462,7 @@ inline void write_json(const std::string& path, std::string_view name, bool smok
     s += fmt::format("  \"benchmark\": \"{}\",\n  \"smoke\": {},\n  \"repeats\": {},\n", json_escape(name), smoke,
                      repeats);
     s += fmt::format("  \"hardware_concurrency\": {},\n", std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+    s += fmt::format("  \"hogs\": {},\n", hog_count());
     s += extra_fields;
     s += "  \"ratio\": \"offload cost / peer cost (below 1: offload faster)\",\n  \"results\": [\n";
     for (std::size_t i = 0; i < rows.size(); ++i) {

@@ -180,7 +180,10 @@ public:
     void expect_remote(std::ptrdiff_t delta) noexcept {
         remote_pending_ = static_cast<std::size_t>(static_cast<std::ptrdiff_t>(remote_pending_) + delta);
     }
-    void set_spin_budget(std::chrono::nanoseconds d) noexcept { spin_budget_ = d; }
+    void set_spin_budget(std::chrono::nanoseconds d) noexcept {
+        spin_budget_ = d;
+        spinner_ = spinner(steady_spin_policy(d));
+    }
 
     /// Registers / unregisters an observer told when the loop is destroyed.
     void add_observer(loop_observer* o) noexcept { observers_.push_back(o); }
@@ -270,6 +273,7 @@ private:
     remote_queue remote_{wakefd_};
     std::size_t remote_pending_ = 0;
     std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
+    spinner spinner_{steady_spin_policy(spin_budget_)}; // ends a spin when the loop loses its core
     intrusive_list<loop_observer> observers_;
 
     clock::duration slow_threshold_ = std::chrono::milliseconds(100);
@@ -542,16 +546,16 @@ OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
 
 // Completions are due from other threads or processes: spin a little before
 // paying for a sleep and a wake-up (about 20-50 µs across cores). Expected fd
-// events are polled with a zero-timeout epoll_wait every 8 polls, and then
-// the spin yields, in case what we wait for runs on this core.
+// events are polled with a zero-timeout epoll_wait every 8 polls. No
+// sched_yield: on a busy machine a yield hands the core to a CPU hog for a
+// whole slice; the spinner stops spinning there instead (see spin.hpp).
 OFFLOAD_DECL bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int& n) {
     unsigned i = 0;
-    return spin_until(spin_policy{.budget = spin_budget_}, [&] {
+    return spinner_.spin([&] {
         if (remote_.has_posts()) return true;
         if (io_soon && (++i & 7) == 0) {
             n = ::epoll_wait(epfd_, evs, 64, 0);
             if (n > 0) return true;
-            ::sched_yield();
         }
         return false;
     });
@@ -573,9 +577,8 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
         observers_.for_each([&io_soon](loop_observer* o) { io_soon = io_soon || o->expects_io(); });
     epoll_event evs[64];
     int n = -1;
-    if (timeout_ns != 0 && (remote_pending_ > 0 || io_soon) && spin_budget_.count() > 0 &&
-        spin_for_completions(io_soon, evs, n) && n <= 0)
-        timeout_ns = 0; // a remote completion arrived
+    const bool spun = timeout_ns != 0 && (remote_pending_ > 0 || io_soon) && spin_budget_.count() > 0;
+    if (spun && spin_for_completions(io_soon, evs, n) && n <= 0) timeout_ns = 0; // a remote completion arrived
     const bool sleeping = n <= 0 && timeout_ns != 0;
     if (sleeping && !remote_.prepare_sleep()) timeout_ns = 0;
     if (watch_ && sleeping && timeout_ns != 0) steps_.set_idle(true);
@@ -595,6 +598,7 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
         if (n >= 0 || errno != EINTR) break;
     }
     if (sleeping) remote_.woke();
+    if (spun && sleeping) spinner_.woke(); // how long the sleep lasted teaches the spin budget
     if (watch_) steps_.set_idle(false);
     if (n < 0) throw_errno("offload: epoll_wait");
     auto step = [this](small_function& fn) { run_step(fn); };

@@ -25,7 +25,6 @@
 #include <ctime>
 #include <memory>
 #include <optional>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -60,17 +59,19 @@ namespace offload::detail {
         in.attach(f.to_worker);
         out.attach(f.to_parent);
         std::uint32_t seen = 0; // the init message (seq 1) may already be waiting
+        spinner spin; // adapts: parks at once where spinning keeps failing or loses the core
         auto wait_message = [&]() {
             // Spin first: the next call usually follows the last result closely.
-            // Past the first few hundred polls, yield the CPU on every poll: when
-            // the parent shares this core, a plain spin would keep it from
-            // reading the result (and sending the next call) for the whole 50 µs.
+            // No sched_yield: when the parent shares this core, or a CPU hog
+            // does, the spinner notices (lost core, failed spins) and parks at
+            // once instead; a yield to a hog would cost a whole time slice.
             auto arrived = [&] { return in.hdr()->seq.load(std::memory_order_acquire) != seen; };
-            if (!spin_until(spin_policy{.yield_after = 256}, arrived)) {
+            if (!spin.spin(arrived)) {
                 in.hdr()->sleeping.store(1, std::memory_order_seq_cst);
                 while (in.hdr()->seq.load(std::memory_order_seq_cst) == seen)
                     shared_futex_wait(in.hdr()->seq, seen, nullptr);
                 in.hdr()->sleeping.store(0, std::memory_order_relaxed);
+                spin.woke();
             }
             seen = in.hdr()->seq.load(std::memory_order_acquire);
             in.refresh();

@@ -94,7 +94,7 @@ private:
         return ring_.empty_hint() && overflow_size_.load(std::memory_order_acquire) == 0;
     }
     bool run_call(thread_call* c, clock::time_point& last) noexcept;
-    void park(bool counted) noexcept;
+    void park(bool counted, spinner& spin) noexcept; // `spin`: this worker's memory of its spins
     void wake_one() noexcept {
         wake_seq_.fetch_add(1, std::memory_order_release);
         futex_wake(wake_seq_, 1);
@@ -300,13 +300,13 @@ OFFLOAD_DECL bool thread_pool_core::run_call(thread_call* c, clock::time_point& 
 }
 
 // `counted`: the caller is already counted in spinning_ (run_call announced it).
-OFFLOAD_DECL void thread_pool_core::park(bool counted) noexcept {
+OFFLOAD_DECL void thread_pool_core::park(bool counted, spinner& spin) noexcept {
     // Spin first (a few spinners at most): a call submitted within the budget
     // is picked up without any syscall on either side.
     int before = counted ? spinning_.load(std::memory_order_relaxed) - 1
                          : spinning_.fetch_add(1, std::memory_order_acq_rel);
-    if (before < static_cast<int>(max_spinners_) &&
-        spin_until(spin_policy{}, [this] { return !queue_empty() || stopping_.load(std::memory_order_relaxed); })) {
+    const bool spun = before < static_cast<int>(max_spinners_);
+    if (spun && spin.spin([this] { return !queue_empty() || stopping_.load(std::memory_order_relaxed); })) {
         spinning_.fetch_sub(1, std::memory_order_acq_rel);
         return; // worker_main wakes a sleeper if more than this call is queued
     }
@@ -316,6 +316,7 @@ OFFLOAD_DECL void thread_pool_core::park(bool counted) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (queue_empty() && !stopping_.load(std::memory_order_acquire)) futex_wait(wake_seq_, seq);
     sleepers_.fetch_sub(1, std::memory_order_relaxed);
+    if (spun) spin.woke();
 }
 
 OFFLOAD_DECL void thread_pool_core::worker_main() {
@@ -329,6 +330,7 @@ OFFLOAD_DECL void thread_pool_core::worker_main() {
     }
     bool looking = false; // counted in spinning_ by run_call: about to look for the next call
     clock::time_point last{}; // when the previous call ended, while we go straight on (see run_call)
+    spinner spin(steady_spin_policy());
     for (;;) {
         if (thread_call* c = pop()) {
             if (looking) spinning_.fetch_sub(1, std::memory_order_acq_rel);
@@ -344,7 +346,7 @@ OFFLOAD_DECL void thread_pool_core::worker_main() {
             if (looking) spinning_.fetch_sub(1, std::memory_order_acq_rel);
             return;
         }
-        park(looking);
+        park(looking, spin);
         looking = false;
         last = {};
     }
