@@ -265,3 +265,34 @@ TEST_CASE("spinner: a zero budget never spins", "[spin]") {
     poller ready_now{1};
     REQUIRE(s.spin(ready_now));
 }
+
+TEST_CASE("spin_for: while yielding, a peer's short turn is no lost core, a hog's slice is", "[spin]") {
+    // Past yield_after polls each poll yields; the gap that then counts as a
+    // lost core is yield_gap (500 µs), not deschedule_gap (20 µs).
+    long polls = 0;
+    auto peer_turns = [&] {
+        ++polls;
+        // From poll 8 on, every poll comes back 40 µs later (the peer ran).
+        fake_clock::advance(polls > 8 ? std::chrono::nanoseconds(40us) : std::chrono::nanoseconds(100ns));
+        return polls == 20;
+    };
+    spin_result how{};
+    REQUIRE(spin_for<fake_clock>(5ms, 20us, peer_turns, &how, 8, 500us));
+    REQUIRE(how == spin_result::ready);
+
+    // The same gaps without yielding end the spin at the first clock read.
+    polls = 0;
+    REQUIRE_FALSE(spin_for<fake_clock>(5ms, 20us, peer_turns, &how));
+    REQUIRE(how == spin_result::descheduled);
+
+    // A yield that lost a whole slice ends it.
+    polls = 0;
+    auto hog_slice = [&] {
+        ++polls;
+        fake_clock::advance(polls == 12 ? std::chrono::nanoseconds(3ms) : std::chrono::nanoseconds(100ns));
+        return false;
+    };
+    REQUIRE_FALSE(spin_for<fake_clock>(50ms, 20us, hog_slice, &how, 8, 500us));
+    REQUIRE(how == spin_result::descheduled);
+    REQUIRE(polls <= 12 + static_cast<long>(spin_policy::polls_per_read) + 1);
+}

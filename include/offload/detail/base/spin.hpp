@@ -22,8 +22,13 @@
 //     4x the budget failed) sets the budget: all of it while most spins pay,
 //     0 (park at once, probing with a short spin every 8th wait) when most
 //     fail, in between when in between.
-// Nothing here calls sched_yield: a yield to a runnable hog costs a whole
-// slice; parking costs a futex wake and lets the waker preempt the hog.
+// A spin yields (sched_yield) only where the policy asks (`yield_after`):
+// where what we wait for may run on our own core (a process worker and the
+// parent's loop), a yield hands that core over for the few microseconds the
+// peer needs, where a plain spin would hold it for the whole budget. A yield
+// to a runnable hog instead costs a whole slice; that shows up as a gap above
+// `yield_gap` and counts as losing the core, so the spinner parks at once for
+// the next waits. Parking costs a futex wake and lets the waker preempt the hog.
 //
 // Who adapts: process workers (the default policy). The loop and thread-pool
 // workers use `steady_spin_policy` (a gap ends the spin; no adapted budget,
@@ -33,13 +38,37 @@
 #pragma once
 
 #include <offload/detail/base/clock.hpp>
+#include <offload/detail/base/config.hpp>
 #include <offload/detail/base/cpu.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <limits>
+#include <sched.h>
+#include <unistd.h>
 
 namespace offload::detail {
+
+/// True while the machine has more runnable threads than CPUs (the running
+/// count of /proc/loadavg, read at most every 10 ms by whichever spinner asks
+/// first; false if it cannot be read). A spin yields only while this is false:
+/// on an idle machine a yield hands the core to a peer that shares it (a
+/// process worker and the parent's loop) for a few microseconds; on a busy one
+/// it hands the core to a CPU hog for a whole time slice. Thread-safe.
+OFFLOAD_DECL bool machine_busy() noexcept;
+
+/// sched_yield, unless the machine is busy (see machine_busy); then a pause.
+inline void yield_if_idle() noexcept {
+    if (machine_busy())
+        cpu_relax();
+    else
+        ::sched_yield();
+}
 
 /// How a spin behaves.
 struct spin_policy {
@@ -60,8 +89,19 @@ struct spin_policy {
     /// (then a spin probes whether the core is ours again).
     std::chrono::nanoseconds max_skip_time = std::chrono::milliseconds(50);
 
+    /// Polls after which every further poll yields the CPU (sched_yield), for
+    /// a spinner whose peer may share its core; never_yield = only pause.
+    unsigned yield_after = never_yield;
+    /// While yielding, a gap between clock reads up to this long is the peer's
+    /// turn on our core, not a lost core (a hog's turn lasts a time slice,
+    /// a millisecond or more).
+    std::chrono::nanoseconds yield_gap = std::chrono::microseconds(500);
+    /// While the machine has more runnable threads than CPUs (machine_busy),
+    /// park at once: a spin there only takes CPU from someone who needs it.
+    bool park_when_busy = false;
     /// Polls between two clock reads.
     static constexpr unsigned polls_per_read = 16;
+    static constexpr unsigned never_yield = ~0u;
 };
 
 /// A policy whose spinner keeps its whole budget and never parks at once: a
@@ -86,9 +126,12 @@ enum class spin_result : std::uint8_t {
 /// a deschedule gap is seen (returns ready() one last time). The stateless
 /// core of every spin; `Clock` is injectable for tests. `*how` (if given)
 /// says how the spin ended.
+/// Past `yield_after` polls every poll yields, and a gap counts only above
+/// `yield_gap` (see spin_policy).
 template <class Clock = clock, class Ready>
-bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Ready&& ready,
-              spin_result* how = nullptr) {
+bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Ready&& ready, spin_result* how = nullptr,
+              unsigned yield_after = spin_policy::never_yield,
+              std::chrono::nanoseconds yield_gap = std::chrono::microseconds(500)) {
     auto set = [how](spin_result r) {
         if (how) *how = r;
     };
@@ -107,10 +150,14 @@ bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Rea
             set(spin_result::ready);
             return true;
         }
-        cpu_relax();
+        const bool yielding = i > yield_after;
+        if (yielding)
+            yield_if_idle();
+        else
+            cpu_relax();
         if (i % spin_policy::polls_per_read == 0) {
             const auto now = Clock::now();
-            if (now - prev > gap) {
+            if (now - prev > (yielding ? std::max(gap, yield_gap) : gap)) {
                 set(spin_result::descheduled);
                 return ready();
             }
@@ -127,7 +174,7 @@ bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Rea
 /// gap (no memory of earlier spins: prefer a `spinner`). True when ready.
 template <class Ready>
 bool spin_until(const spin_policy& policy, Ready&& ready) {
-    return spin_for(policy.budget, policy.deschedule_gap, ready);
+    return spin_for(policy.budget, policy.deschedule_gap, ready, nullptr, policy.yield_after, policy.yield_gap);
 }
 
 /// A spinner's memory of its recent spins (see the file comment): one per
@@ -159,6 +206,10 @@ public:
     template <class Ready>
     bool spin(Ready&& ready) {
         parked_after_spin_ = false;
+        if (policy_.park_when_busy && machine_busy()) {
+            ++parked_at_once_;
+            return ready();
+        }
         if (skip_ > 0) { // lost the core lately: park at once
             --skip_;
             if (Clock::now() - skip_since_ > policy_.max_skip_time) skip_ = 0; // probe next time
@@ -175,7 +226,7 @@ public:
         }
         spin_result how{};
         spun_since_ = Clock::now();
-        const bool ok = spin_for<Clock>(b, policy_.deschedule_gap, ready, &how);
+        const bool ok = spin_for<Clock>(b, policy_.deschedule_gap, ready, &how, policy_.yield_after, policy_.yield_gap);
         switch (how) {
         case spin_result::ready:
             paid();
@@ -263,5 +314,41 @@ private:
 };
 
 using spinner = basic_spinner<>;
+
+#if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL bool machine_busy() noexcept {
+    using std::chrono::duration_cast;
+    using std::chrono::nanoseconds;
+    static std::atomic<std::int64_t> checked{std::numeric_limits<std::int64_t>::min() / 2};
+    static std::atomic<bool> busy{false};
+    static const long cpus = [] {
+        long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? n : 1L;
+    }();
+    constexpr std::int64_t every = 10'000'000; // ns
+    const std::int64_t now = duration_cast<nanoseconds>(clock::now().time_since_epoch()).count();
+    std::int64_t last = checked.load(std::memory_order_relaxed);
+    if (now - last < every || !checked.compare_exchange_strong(last, now, std::memory_order_relaxed))
+        return busy.load(std::memory_order_relaxed);
+    // "0.20 0.18 0.12 3/812 11206": the fourth field is runnable/total.
+    int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    char buf[128];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return false;
+    buf[n] = 0;
+    const char* slash = std::strchr(buf, '/');
+    if (!slash) return false;
+    const char* p = slash;
+    while (p > buf && p[-1] >= '0' && p[-1] <= '9') --p;
+    long running = std::strtol(p, nullptr, 10);
+    const bool b = running > cpus;
+    busy.store(b, std::memory_order_relaxed);
+    return b;
+}
+
+#endif // OFFLOAD_DEFINE_BODIES
 
 } // namespace offload::detail

@@ -183,6 +183,7 @@ public:
     void set_spin_budget(std::chrono::nanoseconds d) noexcept {
         spin_budget_ = d;
         spinner_ = spinner(steady_spin_policy(d));
+        io_spinner_ = spinner(io_spin_policy(d));
     }
 
     /// Registers / unregisters an observer told when the loop is destroyed.
@@ -273,7 +274,20 @@ private:
     remote_queue remote_{wakefd_};
     std::size_t remote_pending_ = 0;
     std::chrono::nanoseconds spin_budget_ = std::chrono::microseconds(50);
-    spinner spinner_{steady_spin_policy(spin_budget_)}; // ends a spin when the loop loses its core
+    // While completions are due from threads only: a steady spin that ends when
+    // the loop loses its core. While fd events are due (process workers, which
+    // may share the loop's core): the spin yields after each epoll_wait, and a
+    // yield that lost a whole slice to a hog makes the next waits park at once.
+    static spin_policy io_spin_policy(std::chrono::nanoseconds budget) noexcept {
+        spin_policy p = steady_spin_policy(budget);
+        p.deschedule_gap = p.yield_gap; // the spin yields (in spin_for_completions): a peer's turn is no lost core
+        p.park_after_deschedule = 16;
+        p.park_when_busy = true;
+        return p;
+    }
+    spinner spinner_{steady_spin_policy(spin_budget_)};
+    spinner io_spinner_{io_spin_policy(spin_budget_)};
+    spinner* last_spinner_ = nullptr; // the one whose spin came before the sleep
     intrusive_list<loop_observer> observers_;
 
     clock::duration slow_threshold_ = std::chrono::milliseconds(100);
@@ -546,16 +560,18 @@ OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
 
 // Completions are due from other threads or processes: spin a little before
 // paying for a sleep and a wake-up (about 20-50 µs across cores). Expected fd
-// events are polled with a zero-timeout epoll_wait every 8 polls. No
-// sched_yield: on a busy machine a yield hands the core to a CPU hog for a
-// whole slice; the spinner stops spinning there instead (see spin.hpp).
+// events are polled with a zero-timeout epoll_wait every 8 polls, and then
+// the spin yields, in case what we wait for runs on this core (see spin.hpp
+// for what a yield to a hog costs, and how the spinner stops paying it).
 OFFLOAD_DECL bool loop_core::spin_for_completions(bool io_soon, epoll_event* evs, int& n) {
     unsigned i = 0;
-    return spinner_.spin([&] {
+    last_spinner_ = io_soon ? &io_spinner_ : &spinner_;
+    return last_spinner_->spin([&] {
         if (remote_.has_posts()) return true;
         if (io_soon && (++i & 7) == 0) {
             n = ::epoll_wait(epfd_, evs, 64, 0);
             if (n > 0) return true;
+            yield_if_idle(); // only here: a completion shows up through epoll_wait, 8 polls on
         }
         return false;
     });
@@ -598,7 +614,7 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
         if (n >= 0 || errno != EINTR) break;
     }
     if (sleeping) remote_.woke();
-    if (spun && sleeping) spinner_.woke(); // how long the sleep lasted teaches the spin budget
+    if (spun && sleeping && last_spinner_) last_spinner_->woke(); // how long the sleep lasted teaches the spin
     if (watch_) steps_.set_idle(false);
     if (n < 0) throw_errno("offload: epoll_wait");
     auto step = [this](small_function& fn) { run_step(fn); };

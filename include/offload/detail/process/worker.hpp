@@ -59,12 +59,15 @@ namespace offload::detail {
         in.attach(f.to_worker);
         out.attach(f.to_parent);
         std::uint32_t seen = 0; // the init message (seq 1) may already be waiting
-        spinner spin; // adapts: parks at once where spinning keeps failing or loses the core
+        // Adapts: parks at once where spinning keeps failing or loses the core.
+        // Yields past the first few hundred polls: when the parent's loop shares
+        // this core, a plain spin would keep it from reading the result (and
+        // sending the next call) for the whole budget.
+        spinner spin(spin_policy{.yield_after = 256, .park_when_busy = true});
         auto wait_message = [&]() {
             // Spin first: the next call usually follows the last result closely.
-            // No sched_yield: when the parent shares this core, or a CPU hog
-            // does, the spinner notices (lost core, failed spins) and parks at
-            // once instead; a yield to a hog would cost a whole time slice.
+            // A yield that loses a whole slice to a CPU hog makes the spinner
+            // park at once for the next waits (see spin.hpp).
             auto arrived = [&] { return in.hdr()->seq.load(std::memory_order_acquire) != seen; };
             if (!spin.spin(arrived)) {
                 in.hdr()->sleeping.store(1, std::memory_order_seq_cst);
