@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <sched.h>
 
 using namespace std::chrono_literals;
 using offload::detail::basic_spinner;
@@ -295,4 +297,33 @@ TEST_CASE("spin_for: while yielding, a peer's short turn is no lost core, a hog'
     REQUIRE_FALSE(spin_for<fake_clock>(50ms, 20us, hog_slice, &how, 8, 500us));
     REQUIRE(how == spin_result::descheduled);
     REQUIRE(polls <= 12 + static_cast<long>(spin_policy::polls_per_read) + 1);
+}
+
+TEST_CASE("spin_for: a spin is registered on its CPU while it lasts", "[spin]") {
+    // The registry is how a spinner learns that another spinner of this
+    // process (often the thread it waits for) is stuck behind it on its core.
+    auto count_here = [] {
+        int cpu = ::sched_getcpu();
+        return offload::detail::spinners_per_cpu()[static_cast<unsigned>(cpu < 0 ? 0 : cpu) %
+                                                   offload::detail::cpu_spinners::slots]
+            .count.load();
+    };
+    // Pinned to the CPU it runs on, so that sched_getcpu() cannot move under it.
+    cpu_set_t old_set, one;
+    REQUIRE(::sched_getaffinity(0, sizeof old_set, &old_set) == 0);
+    CPU_ZERO(&one);
+    CPU_SET(::sched_getcpu(), &one);
+    REQUIRE(::sched_setaffinity(0, sizeof one, &one) == 0);
+    const auto before = count_here();
+    std::uint32_t inside = 0;
+    long polls = 0;
+    auto look = [&] {
+        fake_clock::advance(100ns);
+        if (++polls == 3) inside = count_here();
+        return polls == 5;
+    };
+    REQUIRE(spin_for<fake_clock>(50us, 20us, look));
+    CHECK(inside == before + 1);
+    CHECK(count_here() == before);
+    ::sched_setaffinity(0, sizeof old_set, &old_set);
 }

@@ -62,6 +62,16 @@ namespace offload::detail {
 /// it hands the core to a CPU hog for a whole time slice. Thread-safe.
 OFFLOAD_DECL bool machine_busy() noexcept;
 
+/// How many of this process's spinners spin on each CPU (indexed by
+/// sched_getcpu() modulo its size; one cache line each). A spinner that sees
+/// another one registered on its own CPU knows that one cannot run while it
+/// spins: it hands the core over (yield) or, on a busy machine, stops.
+struct alignas(cache_line) cpu_spinners {
+    std::atomic<std::uint32_t> count{0};
+    static constexpr unsigned slots = 1024;
+};
+OFFLOAD_DECL cpu_spinners* spinners_per_cpu() noexcept;
+
 /// sched_yield, unless the machine is busy (see machine_busy); then a pause.
 inline void yield_if_idle() noexcept {
     if (machine_busy())
@@ -143,6 +153,15 @@ bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Rea
         set(spin_result::timed_out);
         return false;
     }
+    // Registered as spinning on this CPU for the length of the spin.
+    const int cpu = ::sched_getcpu();
+    std::atomic<std::uint32_t>& here =
+        spinners_per_cpu()[static_cast<unsigned>(cpu < 0 ? 0 : cpu) % cpu_spinners::slots].count;
+    here.fetch_add(1, std::memory_order_relaxed);
+    struct unregister {
+        std::atomic<std::uint32_t>& c;
+        ~unregister() { c.fetch_sub(1, std::memory_order_relaxed); }
+    } registered{here};
     auto prev = Clock::now();
     const auto until = prev + budget;
     for (unsigned i = 1;; ++i) {
@@ -156,7 +175,7 @@ bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Rea
         else
             cpu_relax();
         if (i % spin_policy::polls_per_read == 0) {
-            const auto now = Clock::now();
+            auto now = Clock::now();
             if (now - prev > (yielding ? std::max(gap, yield_gap) : gap)) {
                 set(spin_result::descheduled);
                 return ready();
@@ -164,6 +183,16 @@ bool spin_for(std::chrono::nanoseconds budget, std::chrono::nanoseconds gap, Rea
             if (now >= until) {
                 set(spin_result::timed_out);
                 return false;
+            }
+            if (cpu >= 0 && here.load(std::memory_order_relaxed) > 1) {
+                // Another spinner of ours waits for this core (often the very
+                // thread we wait for): hand it over, or stop on a busy machine.
+                if (machine_busy()) {
+                    set(spin_result::timed_out);
+                    return ready();
+                }
+                ::sched_yield();
+                now = Clock::now();
             }
             prev = now;
         }
@@ -316,6 +345,11 @@ private:
 using spinner = basic_spinner<>;
 
 #if OFFLOAD_DEFINE_BODIES
+
+OFFLOAD_DECL cpu_spinners* spinners_per_cpu() noexcept {
+    static cpu_spinners table[cpu_spinners::slots];
+    return table;
+}
 
 OFFLOAD_DECL bool machine_busy() noexcept {
     using std::chrono::duration_cast;
