@@ -1,8 +1,10 @@
 // offload/detail/tasks/task_state.hpp — what create_task builds: a reference-counted
-// task_state<T> (result, waiters, cancellation context) and a small runner
-// coroutine that awaits the user's task<T> and completes the state. The
-// runner's frame, and with it the user's frames, is destroyed as soon as the
-// task finishes; the state lives on while a task_handle refers to it.
+// task_state<T> (result, waiters, cancellation context) that owns the frame of
+// the user's task<T>, made the root of the scheduled task (task.hpp): the loop
+// resumes that frame directly, and its final suspend point hands the outcome to
+// the state, which destroys the frame (and with it every frame it awaited) as
+// soon as the task finishes; the state lives on while a task_handle refers to
+// it. Two heap blocks per scheduled task: the state and the body's frame.
 #pragma once
 
 #include <offload/detail/base/config.hpp>
@@ -35,8 +37,8 @@ protected:
 
 class task_state_base : public task_record {
 public:
-    task_state_base(loop_core& l, std::string n) : el_(&l) {
-        loop = &l;
+    task_state_base(loop_core& l, std::string n) {
+        loop = &l; // the owner until the loop goes away (detach)
         name = std::move(n);
         l.tasks().push_back(this);
     }
@@ -51,7 +53,7 @@ public:
     bool cancelled() const noexcept { return done && was_cancelled_; }
     bool failed() const noexcept { return done && exception_ && !was_cancelled_; }
     const std::exception_ptr& exception() const noexcept { return exception_; }
-    loop_core* owner() const noexcept { return el_; }
+    loop_core* owner() const noexcept { return loop; }
 
     void add_listener(done_listener* l) noexcept { listeners_.push_back(l); }
 
@@ -67,7 +69,7 @@ public:
     /// The task ended: tells the listeners and hands the loop's reference back.
     void complete() noexcept;
 
-    std::coroutine_handle<> runner;
+    std::coroutine_handle<> runner; // the root frame (the user's task<T>) while the task runs
 
 protected:
     virtual ~task_state_base();
@@ -75,9 +77,9 @@ protected:
 private:
     void abandon() noexcept override;
     void detach() noexcept override;
+    void throw_start_cancelled() override;
     void report_if_unobserved() noexcept;
 
-    loop_core* el_;
     int refs_ = 1; // the loop's reference while the task runs
     std::exception_ptr exception_;
     bool was_cancelled_ = false;
@@ -99,12 +101,12 @@ OFFLOAD_DECL void task_state_base::complete() noexcept {
         }
     }
     while (done_listener* l = listeners_.pop_front()) l->on_done();
-    el_->retire(this); // the loop's reference, dropped after this step
+    loop->retire(this); // the loop's reference, dropped after this step
 }
 
 OFFLOAD_DECL task_state_base::~task_state_base() {
     report_if_unobserved();
-    if (el_) intrusive_list<task_record>::erase(this);
+    if (loop) intrusive_list<task_record>::erase(this);
 }
 
 OFFLOAD_DECL void task_state_base::abandon() noexcept {
@@ -114,17 +116,18 @@ OFFLOAD_DECL void task_state_base::abandon() noexcept {
     release(); // the loop's reference: this task will never complete
 }
 
+OFFLOAD_DECL void task_state_base::throw_start_cancelled() { throw_cancelled(this); }
+
 OFFLOAD_DECL void task_state_base::detach() noexcept {
     report_if_unobserved();
     intrusive_list<task_record>::erase(this);
-    el_ = nullptr;
     loop = nullptr;
 }
 
 OFFLOAD_DECL void task_state_base::report_if_unobserved() noexcept {
-    if (el_ && failed() && !retrieved_) {
+    if (loop && failed() && !retrieved_) {
         retrieved_ = true;
-        el_->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
+        loop->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
     }
 }
 
@@ -153,49 +156,35 @@ public:
     }
 
     std::optional<value_or_monostate_t<T>> value;
-};
 
-/// The coroutine that drives a task<T> as a scheduled task.
-struct root_runner {
-    struct promise_type {
-        task_state_base* st;
-        template <class S, class... A>
-        explicit promise_type(S* s, A&...) noexcept : st(s) {}
-
-        root_runner get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
-        struct final_awaiter {
-            bool await_ready() const noexcept { return false; }
-            void await_suspend(std::coroutine_handle<promise_type> h) const noexcept {
-                task_state_base* st = h.promise().st;
-                st->runner = {};
-                h.destroy(); // the user's frames go now, before anyone is told
-                st->complete();
+private:
+    void finish_root(std::coroutine_handle<> frame, std::exception_ptr& error,
+                     [[maybe_unused]] void* result) noexcept override {
+        std::exception_ptr e = std::move(error);
+        if (!e) {
+            if (cancel_pending) {
+                // A request that arrived after the last await (cancel() on itself,
+                // or from a callback while it ran) is not lost: the task ends
+                // cancelled, as in asyncio, and its result is dropped.
+                try {
+                    throw_cancelled(this);
+                } catch (...) {
+                    e = std::current_exception();
+                }
+            } else if constexpr (!std::is_void_v<T>) {
+                try {
+                    value.emplace(std::move(**static_cast<std::optional<T>*>(result)));
+                } catch (...) {
+                    e = std::current_exception();
+                }
             }
-            void await_resume() const noexcept {}
-        };
-        final_awaiter final_suspend() const noexcept { return {}; }
-        void return_void() const noexcept {}
-        void unhandled_exception() noexcept { st->set_exception(std::current_exception()); }
-    };
-    std::coroutine_handle<promise_type> h;
-};
-
-template <class T>
-root_runner run_root(task_state<T>* st, task<T> t) {
-    // Cancelled before its first step: the body never runs (as in asyncio).
-    if (st->cancel_pending) throw_cancelled(st);
-    if constexpr (std::is_void_v<T>)
-        co_await std::move(t);
-    else
-        st->value.emplace(co_await std::move(t));
-    // A request that arrived after the last await (cancel() on itself, or from
-    // a callback while it ran) is not lost: the task ends cancelled, as in asyncio.
-    if (st->cancel_pending) {
-        if constexpr (!std::is_void_v<T>) st->value.reset();
-        throw_cancelled(st);
+        }
+        if (e) set_exception(std::move(e));
+        runner = {};
+        frame.destroy(); // the user's frames go now, before anyone is told
+        complete();
     }
-}
+};
 
 /// Schedules `t` on `loop`; the returned state holds one reference (the loop's).
 template <class T>
@@ -205,7 +194,7 @@ task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
         throw std::logic_error("offload: create_task was given an empty or already awaited task; pass the task "
                                "that the coroutine call returned, once");
     auto* st = new task_state<T>(loop, std::move(name));
-    st->runner = run_root<T>(st, std::move(t)).h;
+    st->runner = task_access::adopt_as_root(t, st);
     loop.schedule(st, st->runner);
     return st;
 }
