@@ -56,6 +56,7 @@ struct task_context {
     loop_core* loop = nullptr;
     cancellable* waiter = nullptr; // set while suspended on a cancellable awaitable
     bool cancel_pending = false;   // a cancel that arrived while no waiter was registered
+    bool started = false;          // its root frame was resumed once (task.hpp's initial_awaiter)
     unsigned cancel_requests = 0;  // requests not taken back by uncancel() (asyncio's cancelling())
     std::string cancel_message;    // the message of the latest request that had one
     std::string name;
