@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 
 namespace offload::detail {
 
@@ -80,10 +81,12 @@ private:
     void throw_start_cancelled() override;
     void report_if_unobserved() noexcept;
 
+    // (refs_ and the flags share one word: the state of a void task fits a
+    // 176 B malloc chunk.)
     int refs_ = 1; // the loop's reference while the task runs
-    std::exception_ptr exception_;
     bool was_cancelled_ = false;
     bool retrieved_ = false;
+    std::exception_ptr exception_;
     intrusive_list<done_listener> listeners_;
 };
 
@@ -155,7 +158,8 @@ public:
         }
     }
 
-    std::optional<value_or_monostate_t<T>> value;
+    /// The result, once the body returned (no room at all for a void task).
+    [[no_unique_address]] std::conditional_t<std::is_void_v<T>, std::monostate, std::optional<T>> value;
 
 private:
     void finish_root(std::coroutine_handle<> frame, std::exception_ptr& error,
