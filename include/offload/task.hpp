@@ -44,9 +44,9 @@ inline constexpr unsigned max_inline_depth = 256;
 // own drives it. The root's promise knows the task's record (`root`, in place
 // of a continuation, which a root never has), and its final suspend point hands
 // the outcome to the record, which destroys the frame and completes the task:
-// one heap frame per scheduled task (the body's) besides its state. The first
-// resume of a task's root throws cancelled_error instead of running the body
-// when the task was cancelled before its first step.
+// one heap frame per scheduled task (the body's) besides its state. (Its first
+// step, and the rule "cancelled before its first step: the body never runs",
+// are task_state.hpp's: nothing here costs an awaited task anything.)
 struct task_promise_base {
     union {
         std::coroutine_handle<> continuation{}; // an awaited task: whom to resume at the end
@@ -56,22 +56,6 @@ struct task_promise_base {
     bool inline_start = false; // run by the awaiter's await_ready, which has not returned yet
     bool inline_done = false;  // finished while inline_start
     bool is_root = false;      // the body of a scheduled task (task_access::adopt_as_root)
-
-    // Empty, so that it takes no room in the frame: the promise is not at hand
-    // in await_resume, but the first resume of a scheduled task's root is the
-    // one resume whose task (tls.ctx) has not started yet.
-    struct initial_awaiter {
-        bool await_ready() const noexcept { return false; }
-        void await_suspend(std::coroutine_handle<>) const noexcept {}
-        void await_resume() const {
-            task_context* c = tls.ctx;
-            if (c && !c->started) [[unlikely]] {
-                c->started = true;
-                // Cancelled before its first step: the body never runs (as in asyncio).
-                if (c->cancel_pending) static_cast<task_record*>(c)->throw_start_cancelled();
-            }
-        }
-    };
 
     struct final_awaiter {
         bool await_ready() const noexcept { return false; }
@@ -93,7 +77,7 @@ struct task_promise_base {
         void await_resume() const noexcept {}
     };
 
-    initial_awaiter initial_suspend() const noexcept { return {}; }
+    std::suspend_always initial_suspend() const noexcept { return {}; }
     final_awaiter final_suspend() const noexcept { return {}; }
     void unhandled_exception() noexcept { exception = std::current_exception(); }
 

@@ -56,7 +56,6 @@ struct task_context {
     loop_core* loop = nullptr;
     cancellable* waiter = nullptr; // set while suspended on a cancellable awaitable
     bool cancel_pending = false;   // a cancel that arrived while no waiter was registered
-    bool started = false;          // its root frame was resumed once (task.hpp's initial_awaiter)
     unsigned cancel_requests = 0;  // requests not taken back by uncancel() (asyncio's cancelling())
     std::string cancel_message;    // the message of the latest request that had one
     std::string name;
@@ -93,9 +92,6 @@ struct task_record : task_context, list_hook {
     virtual void release() noexcept = 0;
     /// Takes a reference.
     virtual void retain() noexcept = 0;
-    /// The root frame's first resume found a cancellation pending: throws the
-    /// cancelled_error that ends the task before its body runs (task.hpp).
-    virtual void throw_start_cancelled() = 0;
     /// The root frame reached its final suspend point with `error` (or, when
     /// null, the result at `value`: its promise's std::optional<T>, null for
     /// void): takes the outcome, destroys `frame` and completes the task.

@@ -72,13 +72,16 @@ public:
 
     std::coroutine_handle<> runner; // the root frame (the user's task<T>) while the task runs
 
+    /// The first step (root_starter): the frame to run, or, for a task
+    /// cancelled before its first step, a noop after ending it cancelled.
+    std::coroutine_handle<> start() noexcept;
+
 protected:
     virtual ~task_state_base();
 
 private:
     void abandon() noexcept override;
     void detach() noexcept override;
-    void throw_start_cancelled() override;
     void report_if_unobserved() noexcept;
 
     // (refs_ and the flags share one word: the state of a void task fits a
@@ -119,7 +122,18 @@ OFFLOAD_DECL void task_state_base::abandon() noexcept {
     release(); // the loop's reference: this task will never complete
 }
 
-OFFLOAD_DECL void task_state_base::throw_start_cancelled() { throw_cancelled(this); }
+OFFLOAD_DECL std::coroutine_handle<> task_state_base::start() noexcept {
+    if (!cancel_pending) return runner;
+    // Cancelled before its first step: the body never runs (as in asyncio).
+    try {
+        throw_cancelled(this);
+    } catch (...) {
+        set_exception(std::current_exception());
+    }
+    std::exchange(runner, {}).destroy();
+    complete();
+    return std::noop_coroutine();
+}
 
 OFFLOAD_DECL void task_state_base::detach() noexcept {
     report_if_unobserved();
@@ -190,6 +204,54 @@ private:
     }
 };
 
+/// The first step of every scheduled task on this thread: one coroutine, which
+/// the loop resumes as that step (tls.ctx is the task) and which either hands
+/// over to the task's root frame by symmetric transfer or, for a task cancelled
+/// before its first step, ends it without running the body. A scheduled task
+/// thus needs no driving frame of its own, and an awaited task<T> pays
+/// nothing for the rule.
+class root_starter {
+public:
+    root_starter() = default;
+    root_starter(const root_starter&) = delete;
+    root_starter& operator=(const root_starter&) = delete;
+    ~root_starter() {
+        if (h_) h_.destroy();
+    }
+
+    /// This thread's starter (made on first use; suspended whenever no step runs it).
+    static std::coroutine_handle<> get() {
+        static thread_local root_starter s;
+        if (!s.h_) [[unlikely]]
+            s.h_ = run().h;
+        return s.h_;
+    }
+
+private:
+    struct frame {
+        struct promise_type {
+            frame get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+            std::suspend_always initial_suspend() const noexcept { return {}; }
+            std::suspend_always final_suspend() const noexcept { return {}; }
+            void return_void() const noexcept {}
+            void unhandled_exception() const noexcept { std::terminate(); } // start() is noexcept
+        };
+        std::coroutine_handle<promise_type> h;
+    };
+    struct next_task {
+        bool await_ready() const noexcept { return false; }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<>) const noexcept {
+            return static_cast<task_state_base*>(static_cast<task_record*>(tls.ctx))->start();
+        }
+        void await_resume() const noexcept {}
+    };
+    static frame run() {
+        for (;;) co_await next_task{};
+    }
+
+    std::coroutine_handle<> h_;
+};
+
 /// Schedules `t` on `loop`; the returned state holds one reference (the loop's).
 template <class T>
 task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
@@ -199,7 +261,7 @@ task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
                                "that the coroutine call returned, once");
     auto* st = new task_state<T>(loop, std::move(name));
     st->runner = task_access::adopt_as_root(t, st);
-    loop.schedule(st, st->runner);
+    loop.schedule(st, root_starter::get());
     return st;
 }
 
