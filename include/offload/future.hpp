@@ -333,7 +333,7 @@ future<T> start_future(Awaiter aw) {
     st->retain();                           // the driving task's
     task<> body = drive_future<T, Awaiter>(driver_ref<T>(st), std::move(aw));
     auto* ts = new task_state<void>(loop, "offload::submit");
-    ts->runner = run_root<void>(ts, std::move(body)).h;
+    ts->runner = task_access::adopt_as_root(body, ts);
     st->attach_driver(ts);
     {
         // The driving task's first step, as that task (its awaiter registers

@@ -7,6 +7,8 @@
 // depth wherever the compiler makes symmetric transfer a tail call.
 #pragma once
 
+#include <offload/detail/loop/task_context.hpp>
+
 #include <coroutine>
 #include <exception>
 #include <optional>
@@ -20,6 +22,7 @@ template <class T = void>
 class task;
 
 namespace detail {
+struct task_access;
 
 // How an awaited task gets back to its awaiter. Symmetric transfer (the
 // awaiter resumes the child by returning its handle, the child resumes the
@@ -37,17 +40,34 @@ namespace detail {
 inline thread_local unsigned inline_depth = 0;
 inline constexpr unsigned max_inline_depth = 256;
 
+// The body of a scheduled task (create_task) is its root: no coroutine of its
+// own drives it. The root's promise knows the task's record (`root`, in place
+// of a continuation, which a root never has), and its final suspend point hands
+// the outcome to the record, which destroys the frame and completes the task:
+// one heap frame per scheduled task (the body's) besides its state. (Its first
+// step, and the rule "cancelled before its first step: the body never runs",
+// are task_state.hpp's: nothing here costs an awaited task anything.)
 struct task_promise_base {
-    std::coroutine_handle<> continuation;
+    union {
+        std::coroutine_handle<> continuation{}; // an awaited task: whom to resume at the end
+        task_record* root;                      // a root (is_root): the scheduled task it is the body of
+    };
     std::exception_ptr exception;
     bool inline_start = false; // run by the awaiter's await_ready, which has not returned yet
     bool inline_done = false;  // finished while inline_start
+    bool is_root = false;      // the body of a scheduled task (task_access::adopt_as_root)
 
     struct final_awaiter {
         bool await_ready() const noexcept { return false; }
         template <class P>
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) noexcept {
             auto& p = h.promise();
+            if (p.is_root) { // the record takes the outcome, destroys this frame and completes
+                void* value = nullptr;
+                if constexpr (requires { p.value; }) value = &p.value;
+                p.root->finish_root(h, p.exception, value);
+                return std::noop_coroutine();
+            }
             if (p.inline_start) { // return into the awaiter's await_ready, which goes on
                 p.inline_done = true;
                 return std::noop_coroutine();
@@ -154,6 +174,8 @@ public:
     awaiter operator co_await() && { return {claim()}; }
 
 private:
+    friend struct detail::task_access;
+
     std::coroutine_handle<promise_type> claim() {
         if (!h_)
             throw std::logic_error("offload: co_await on an empty task (moved-from or default-constructed); "
@@ -181,6 +203,21 @@ task<T> task_promise<T>::get_return_object() noexcept {
 inline task<void> task_promise<void>::get_return_object() noexcept {
     return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
 }
+
+/// Makes a task the body of a scheduled task (create_task, submit): takes its
+/// frame out of `t` and binds its promise to `record`, which from now on owns
+/// the frame (resumes it, destroys it at the end or at loop teardown). The
+/// caller checked t.valid().
+struct task_access {
+    template <class T>
+    static std::coroutine_handle<> adopt_as_root(task<T>& t, task_record* record) noexcept {
+        auto h = std::exchange(t.h_, {});
+        auto& p = h.promise();
+        p.root = record;
+        p.is_root = true;
+        return h;
+    }
+};
 
 template <class>
 inline constexpr bool is_task_v = false;

@@ -31,6 +31,8 @@
 
 #include <offload/detail/base/intrusive_list.hpp>
 
+#include <coroutine>
+#include <exception>
 #include <source_location>
 #include <string>
 
@@ -90,6 +92,10 @@ struct task_record : task_context, list_hook {
     virtual void release() noexcept = 0;
     /// Takes a reference.
     virtual void retain() noexcept = 0;
+    /// The root frame reached its final suspend point with `error` (or, when
+    /// null, the result at `value`: its promise's std::optional<T>, null for
+    /// void): takes the outcome, destroys `frame` and completes the task.
+    virtual void finish_root(std::coroutine_handle<> frame, std::exception_ptr& error, void* value) noexcept = 0;
 
 protected:
     ~task_record() = default;

@@ -1,8 +1,10 @@
 // offload/detail/tasks/task_state.hpp — what create_task builds: a reference-counted
-// task_state<T> (result, waiters, cancellation context) and a small runner
-// coroutine that awaits the user's task<T> and completes the state. The
-// runner's frame, and with it the user's frames, is destroyed as soon as the
-// task finishes; the state lives on while a task_handle refers to it.
+// task_state<T> (result, waiters, cancellation context) that owns the frame of
+// the user's task<T>, made the root of the scheduled task (task.hpp): the loop
+// resumes that frame directly, and its final suspend point hands the outcome to
+// the state, which destroys the frame (and with it every frame it awaited) as
+// soon as the task finishes; the state lives on while a task_handle refers to
+// it. Two heap blocks per scheduled task: the state and the body's frame.
 #pragma once
 
 #include <offload/detail/base/config.hpp>
@@ -21,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <variant>
 
 namespace offload::detail {
 
@@ -35,8 +38,8 @@ protected:
 
 class task_state_base : public task_record {
 public:
-    task_state_base(loop_core& l, std::string n) : el_(&l) {
-        loop = &l;
+    task_state_base(loop_core& l, std::string n) {
+        loop = &l; // the owner until the loop goes away (detach)
         name = std::move(n);
         l.tasks().push_back(this);
     }
@@ -51,7 +54,7 @@ public:
     bool cancelled() const noexcept { return done && was_cancelled_; }
     bool failed() const noexcept { return done && exception_ && !was_cancelled_; }
     const std::exception_ptr& exception() const noexcept { return exception_; }
-    loop_core* owner() const noexcept { return el_; }
+    loop_core* owner() const noexcept { return loop; }
 
     void add_listener(done_listener* l) noexcept { listeners_.push_back(l); }
 
@@ -67,7 +70,11 @@ public:
     /// The task ended: tells the listeners and hands the loop's reference back.
     void complete() noexcept;
 
-    std::coroutine_handle<> runner;
+    std::coroutine_handle<> runner; // the root frame (the user's task<T>) while the task runs
+
+    /// The first step (root_starter): the frame to run, or, for a task
+    /// cancelled before its first step, a noop after ending it cancelled.
+    std::coroutine_handle<> start() noexcept;
 
 protected:
     virtual ~task_state_base();
@@ -77,11 +84,12 @@ private:
     void detach() noexcept override;
     void report_if_unobserved() noexcept;
 
-    loop_core* el_;
+    // (refs_ and the flags share one word: the state of a void task fits a
+    // 176 B malloc chunk.)
     int refs_ = 1; // the loop's reference while the task runs
-    std::exception_ptr exception_;
     bool was_cancelled_ = false;
     bool retrieved_ = false;
+    std::exception_ptr exception_;
     intrusive_list<done_listener> listeners_;
 };
 
@@ -99,12 +107,12 @@ OFFLOAD_DECL void task_state_base::complete() noexcept {
         }
     }
     while (done_listener* l = listeners_.pop_front()) l->on_done();
-    el_->retire(this); // the loop's reference, dropped after this step
+    loop->retire(this); // the loop's reference, dropped after this step
 }
 
 OFFLOAD_DECL task_state_base::~task_state_base() {
     report_if_unobserved();
-    if (el_) intrusive_list<task_record>::erase(this);
+    if (loop) intrusive_list<task_record>::erase(this);
 }
 
 OFFLOAD_DECL void task_state_base::abandon() noexcept {
@@ -114,17 +122,29 @@ OFFLOAD_DECL void task_state_base::abandon() noexcept {
     release(); // the loop's reference: this task will never complete
 }
 
+OFFLOAD_DECL std::coroutine_handle<> task_state_base::start() noexcept {
+    if (!cancel_pending) return runner;
+    // Cancelled before its first step: the body never runs (as in asyncio).
+    try {
+        throw_cancelled(this);
+    } catch (...) {
+        set_exception(std::current_exception());
+    }
+    std::exchange(runner, {}).destroy();
+    complete();
+    return std::noop_coroutine();
+}
+
 OFFLOAD_DECL void task_state_base::detach() noexcept {
     report_if_unobserved();
     intrusive_list<task_record>::erase(this);
-    el_ = nullptr;
     loop = nullptr;
 }
 
 OFFLOAD_DECL void task_state_base::report_if_unobserved() noexcept {
-    if (el_ && failed() && !retrieved_) {
+    if (loop && failed() && !retrieved_) {
         retrieved_ = true;
-        el_->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
+        loop->call_exception_handler({"exception of a task that nobody awaited", exception_, name});
     }
 }
 
@@ -152,50 +172,85 @@ public:
         }
     }
 
-    std::optional<value_or_monostate_t<T>> value;
-};
+    /// The result, once the body returned (no room at all for a void task).
+    [[no_unique_address]] std::conditional_t<std::is_void_v<T>, std::monostate, std::optional<T>> value;
 
-/// The coroutine that drives a task<T> as a scheduled task.
-struct root_runner {
-    struct promise_type {
-        task_state_base* st;
-        template <class S, class... A>
-        explicit promise_type(S* s, A&...) noexcept : st(s) {}
-
-        root_runner get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
-        std::suspend_always initial_suspend() const noexcept { return {}; }
-        struct final_awaiter {
-            bool await_ready() const noexcept { return false; }
-            void await_suspend(std::coroutine_handle<promise_type> h) const noexcept {
-                task_state_base* st = h.promise().st;
-                st->runner = {};
-                h.destroy(); // the user's frames go now, before anyone is told
-                st->complete();
+private:
+    void finish_root(std::coroutine_handle<> frame, std::exception_ptr& error,
+                     [[maybe_unused]] void* result) noexcept override {
+        std::exception_ptr e = std::move(error);
+        if (!e) {
+            if (cancel_pending) {
+                // A request that arrived after the last await (cancel() on itself,
+                // or from a callback while it ran) is not lost: the task ends
+                // cancelled, as in asyncio, and its result is dropped.
+                try {
+                    throw_cancelled(this);
+                } catch (...) {
+                    e = std::current_exception();
+                }
+            } else if constexpr (!std::is_void_v<T>) {
+                try {
+                    value.emplace(std::move(**static_cast<std::optional<T>*>(result)));
+                } catch (...) {
+                    e = std::current_exception();
+                }
             }
-            void await_resume() const noexcept {}
-        };
-        final_awaiter final_suspend() const noexcept { return {}; }
-        void return_void() const noexcept {}
-        void unhandled_exception() noexcept { st->set_exception(std::current_exception()); }
-    };
-    std::coroutine_handle<promise_type> h;
+        }
+        if (e) set_exception(std::move(e));
+        runner = {};
+        frame.destroy(); // the user's frames go now, before anyone is told
+        complete();
+    }
 };
 
-template <class T>
-root_runner run_root(task_state<T>* st, task<T> t) {
-    // Cancelled before its first step: the body never runs (as in asyncio).
-    if (st->cancel_pending) throw_cancelled(st);
-    if constexpr (std::is_void_v<T>)
-        co_await std::move(t);
-    else
-        st->value.emplace(co_await std::move(t));
-    // A request that arrived after the last await (cancel() on itself, or from
-    // a callback while it ran) is not lost: the task ends cancelled, as in asyncio.
-    if (st->cancel_pending) {
-        if constexpr (!std::is_void_v<T>) st->value.reset();
-        throw_cancelled(st);
+/// The first step of every scheduled task on this thread: one coroutine, which
+/// the loop resumes as that step (tls.ctx is the task) and which either hands
+/// over to the task's root frame by symmetric transfer or, for a task cancelled
+/// before its first step, ends it without running the body. A scheduled task
+/// thus needs no driving frame of its own, and an awaited task<T> pays
+/// nothing for the rule.
+class root_starter {
+public:
+    root_starter() = default;
+    root_starter(const root_starter&) = delete;
+    root_starter& operator=(const root_starter&) = delete;
+    ~root_starter() {
+        if (h_) h_.destroy();
     }
-}
+
+    /// This thread's starter (made on first use; suspended whenever no step runs it).
+    static std::coroutine_handle<> get() {
+        static thread_local root_starter s;
+        if (!s.h_) [[unlikely]]
+            s.h_ = run().h;
+        return s.h_;
+    }
+
+private:
+    struct frame {
+        struct promise_type {
+            frame get_return_object() noexcept { return {std::coroutine_handle<promise_type>::from_promise(*this)}; }
+            std::suspend_always initial_suspend() const noexcept { return {}; }
+            std::suspend_always final_suspend() const noexcept { return {}; }
+            void return_void() const noexcept {}
+            void unhandled_exception() const noexcept { std::terminate(); } // start() is noexcept
+        };
+        std::coroutine_handle<promise_type> h;
+    };
+    struct next_task {
+        bool await_ready() const noexcept { return false; }
+        std::coroutine_handle<> await_suspend(std::coroutine_handle<>) const noexcept {
+            return static_cast<task_state_base*>(static_cast<task_record*>(tls.ctx))->start();
+        }
+        void await_resume() const noexcept {}
+    };
+    static frame run() {
+        for (;;) co_await next_task{};
+    }
+
+    std::coroutine_handle<> h_;
+};
 
 /// Schedules `t` on `loop`; the returned state holds one reference (the loop's).
 template <class T>
@@ -205,8 +260,8 @@ task_state<T>* spawn(loop_core& loop, task<T> t, std::string name) {
         throw std::logic_error("offload: create_task was given an empty or already awaited task; pass the task "
                                "that the coroutine call returned, once");
     auto* st = new task_state<T>(loop, std::move(name));
-    st->runner = run_root<T>(st, std::move(t)).h;
-    loop.schedule(st, st->runner);
+    st->runner = task_access::adopt_as_root(t, st);
+    loop.schedule(st, root_starter::get());
     return st;
 }
 
