@@ -155,7 +155,7 @@ OFFLOAD_DECL std::string process_pool_core::startup_failure(const worker_process
 
 OFFLOAD_DECL void process_pool_core::on_exit(worker_process& w, int status) noexcept {
     if (w.st == worker_process::state::dead) return;
-    auto was = w.st;
+    worker_process::state was = w.st;
     w.st = worker_process::state::dead;
     if (loop_) {
         if (w.pidfd >= 0) loop_->clear_io(w.pidfd, false);

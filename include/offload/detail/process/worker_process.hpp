@@ -10,6 +10,7 @@
 #include <offload/detail/process/call.hpp>
 #include <offload/detail/process/mailbox.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <sys/types.h>
@@ -67,14 +68,16 @@ public:
 
     worker_timer_owner* owner;
     std::size_t index;
-    pid_t pid = -1;
+    // Atomic: worker_pids() (tests, diagnostics) may read these from another
+    // thread while a shutdown driven off the loop thread changes them.
+    std::atomic<pid_t> pid{-1};
     int pidfd = -1;        // fork and spawn: readable when the child exits
     int fd_to_worker = -1; // mailbox memfds
     int fd_to_parent = -1;
     int sock = -1;         // unix socket for descriptors (shared_buffer)
     mailbox to_worker, to_parent;
     std::uint32_t seen = 0; // the last result sequence number read
-    state st = state::starting;
+    std::atomic<state> st{state::starting};
     process_call* call = nullptr;
     std::size_t tasks = 0;  // calls run (max_tasks_per_child)
     bool killed = false;    // we sent SIGKILL: its death is expected
