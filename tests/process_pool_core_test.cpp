@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include "fd_count.hpp"
+#include "pp_workers.hpp"
 #include "proc_check.hpp"
 
 #include <cerrno>
@@ -154,7 +155,8 @@ TEST_CASE("process_pool: a worker that dies fails only its own call, and the poo
             auto neighbour =
                 create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 200); },
                             std::ref(p));
-            co_await sleep(20ms);
+            bool started = co_await test::eventually([&p] { return p.stats().busy == 1; });
+            REQUIRE(started);
             bool crashed = false;
             try {
                 co_await run_in_executor(p, die_by, how);
@@ -192,7 +194,8 @@ TEST_CASE("process_pool: kill -9 of a busy worker from outside fails its call wi
             auto call = create_task(
                 [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 10'000); },
                 std::ref(p));
-            co_await sleep(50ms);
+            bool started = co_await test::eventually([&p] { return p.stats().busy == 1; });
+            REQUIRE(started);
             ::kill(pid, SIGKILL);
             bool crashed = false;
             try {
@@ -258,8 +261,8 @@ TEST_CASE("process_pool: cancelling a running call kills its worker; a cancelled
             [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, spin_forever, 0); }, std::ref(p));
         auto queued = create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, my_pid); },
                                   std::ref(p));
-        co_await sleep(30ms);
-        CHECK(p.stats().queued == 1);
+        bool started = co_await test::eventually([&p] { return p.stats().busy == 1 && p.stats().queued == 1; });
+        REQUIRE(started);
         queued.cancel();
         REQUIRE_THROWS_AS(co_await queued, cancelled_error);
         running.cancel();
@@ -353,7 +356,8 @@ TEST_CASE("process_pool: shutdown with cancel_pending resolves queued calls with
         for (int i = 0; i < 3; ++i)
             queued.push_back(create_task(
                 [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, add, 1, 1); }, std::ref(p)));
-        co_await sleep(20ms);
+        bool started = co_await test::eventually([&p] { return p.stats().busy == 1 && p.stats().queued == 3; });
+        REQUIRE(started);
         p.shutdown(false, true);
         for (auto& q : queued) REQUIRE_THROWS_AS(co_await q, executor_closed);
         int v = co_await running; // the running call still completes

@@ -403,7 +403,9 @@ TEST_CASE("process_pool: shutdown(false, true) resolves queued calls with execut
             auto running =
                 create_task([](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, sleep_ms, 300); },
                             std::ref(pool));
-            co_await sleep(20ms);
+            // Until the worker runs it (a spawned worker under TSan takes a while to start).
+            bool started = co_await test::eventually([&pool] { return pool.stats().busy == 1; });
+            REQUIRE(started);
             std::vector<task_handle<int>> queued;
             for (int i = 0; i < 3; ++i)
                 queued.push_back(create_task(
