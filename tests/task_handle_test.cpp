@@ -11,6 +11,7 @@
 
 #include <counted.hpp>
 
+#include "alloc_count.hpp"
 #include "task_helpers.hpp"
 
 #include <catch2/catch.hpp>
@@ -492,10 +493,6 @@ TEST_CASE("current_task: names the running task and is empty outside one", "[tas
 
 namespace {
 
-// Counts the allocations made on this thread (operator new below), so a test can
-// show what a scheduled task costs in heap blocks.
-thread_local long allocations_here = 0;
-
 task<> trivial_body() { co_return; }
 task<int> suspending_body(event& e) {
     co_await e.wait();
@@ -503,35 +500,6 @@ task<int> suspending_body(event& e) {
 }
 
 } // namespace
-
-// Not under AddressSanitizer (whose own operator new some allocations would
-// still reach: it then reports a new/free mismatch) nor ThreadSanitizer (which
-// defines the same operators); the counts are not checked there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNTS_ALLOCATIONS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define COUNTS_ALLOCATIONS 0
-#endif
-#endif
-#ifndef COUNTS_ALLOCATIONS
-#define COUNTS_ALLOCATIONS 1
-#endif
-
-#if COUNTS_ALLOCATIONS
-// (GCC cannot see that these replace the global pair, and warns at every inlined delete.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-    ++allocations_here;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
-#endif
 
 TEST_CASE("create_task: two heap blocks per task (its state and the body's frame), no driving frame",
           "[task_handle][memory]") {
@@ -547,15 +515,15 @@ TEST_CASE("create_task: two heap blocks per task (its state and the body's frame
         for (auto& h : trivial) co_await h;
         trivial.clear();
 
-        long before = allocations_here;
+        long before = test::allocations_here();
         for (long i = 0; i < n; ++i) trivial.push_back(create_task(trivial_body()));
         for (auto& h : trivial) co_await h;
-        long trivial_blocks = allocations_here - before;
+        long trivial_blocks = test::allocations_here() - before;
 
-        before = allocations_here;
+        before = test::allocations_here();
         for (long i = 0; i < n; ++i) waiting.push_back(create_task(suspending_body(e)));
         co_await sleep(0ms); // every task runs to its wait
-        long suspended_blocks = allocations_here - before;
+        long suspended_blocks = test::allocations_here() - before;
         e.set();
         int sum = 0;
         for (auto& h : waiting) sum += co_await h;
@@ -563,7 +531,7 @@ TEST_CASE("create_task: two heap blocks per task (its state and the body's frame
 
         // The body's frame and the task_state; a third block per task (a
         // coroutine driving the body) would make these >= 3 n.
-        if (COUNTS_ALLOCATIONS) {
+        if (OFFLOAD_TEST_COUNTS_ALLOCATIONS) {
             CHECK(trivial_blocks <= 2 * n + 8);
             CHECK(suspended_blocks <= 2 * n + 8);
         }

@@ -7,6 +7,7 @@
 #include <offload/task_handle.hpp>
 #include <offload/wait_for.hpp>
 
+#include "alloc_count.hpp"
 #include "user_executor.hpp"
 
 #include <catch2/catch.hpp>
@@ -508,10 +509,6 @@ TEST_CASE("run_in_executor: a stop_token call on a user executor is asked to sto
 
 namespace {
 
-// Counts the allocations made on this thread (operator new below), so a test can
-// show that gathering calls allocates nothing per call.
-thread_local long allocations_here = 0;
-
 // Waits on the worker until stop is requested, then until `released` (so the
 // worker takes no further call before the test says so).
 struct stopper {
@@ -528,35 +525,6 @@ struct stopper {
 };
 
 } // namespace
-
-// Not under AddressSanitizer (whose own operator new some allocations would
-// still reach: it then reports a new/free mismatch) nor ThreadSanitizer (which
-// defines the same operators); the counts are not checked there.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define COUNTS_ALLOCATIONS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define COUNTS_ALLOCATIONS 0
-#endif
-#endif
-#ifndef COUNTS_ALLOCATIONS
-#define COUNTS_ALLOCATIONS 1
-#endif
-
-#if COUNTS_ALLOCATIONS
-// (GCC cannot see that these replace the global pair, and warns at every inlined delete.)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpragmas"
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-    ++allocations_here;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
-#endif
 
 TEST_CASE("gather(calls): results of a vector of thread calls come back in order", "[to_thread][gather]") {
     thread_pool pool({.workers = 3, .max_queued = 0, .name = "g"});
@@ -604,12 +572,12 @@ TEST_CASE("gather(calls): allocates nothing per call (no task, frame or node per
         std::vector<thread_call<decltype(twice), int>> calls;
         calls.reserve(n);
         for (int i = 0; i < n; ++i) calls.push_back(run_in_executor(pool, twice, i)); // one node each
-        long before = allocations_here;
+        long before = test::allocations_here();
         std::vector<int> out = co_await gather(std::move(calls));
-        long during = allocations_here - before;
+        long during = test::allocations_here() - before;
         CHECK(out.size() == static_cast<std::size_t>(n));
         // The gather's frame and its result vector; a task per call would be >= 2 per call.
-        if (COUNTS_ALLOCATIONS) CHECK(during < 20);
+        if (OFFLOAD_TEST_COUNTS_ALLOCATIONS) CHECK(during < 20);
     }(pool));
 }
 
@@ -858,11 +826,12 @@ TEST_CASE("to_thread: awaiting a call allocates nothing once the loop has run a 
     run([](thread_pool& pool, long& during) -> task<> {
         auto add = [](int a, int b) { return a + b; };
         for (int i = 0; i < 10; ++i) co_await run_in_executor(pool, add, i, 1); // warm up
-        long before = allocations_here;
+        long before = test::allocations_here();
         long sum = 0;
         for (int i = 0; i < 1000; ++i) sum += co_await run_in_executor(pool, add, i, 1);
-        during = allocations_here - before;
+        during = test::allocations_here() - before;
         CHECK(sum == 500'500);
     }(pool, during));
-    if (COUNTS_ALLOCATIONS && OFFLOAD_CALL_NODE_CACHE) CHECK(during < 10); // one node per call without recycling
+    if (OFFLOAD_TEST_COUNTS_ALLOCATIONS && OFFLOAD_CALL_NODE_CACHE)
+        CHECK(during < 10); // one node per call without recycling
 }
