@@ -320,6 +320,17 @@ struct peer {
     std::string missing; // shown when there is no value
 };
 
+// The figure `key` of a Python peer's run as a peer column named `name`, or
+// why it is missing (the peer did not run, or did not print that key).
+inline peer python_peer(const python_result& py, std::string_view key, std::string name = "python") {
+    peer p{std::move(name), std::nullopt, ""};
+    if (py.unavailable)
+        p.missing = *py.unavailable;
+    else if (!(p.value = py.get(key)))
+        p.missing = fmt::format("n/a ({} missing in output)", key);
+    return p;
+}
+
 // A target: offload's cost ratio against `peer` at most `max`; or, with an
 // empty `peer`, offload's own figure at most `max` (in the row's unit).
 struct target_spec {

@@ -232,9 +232,7 @@ int main(int argc, char** argv) {
     using offload_bench::peer;
     const offload::lag_stats idle = vs[0].mon->stats();
     std::vector<offload_bench::row> rows;
-    auto py_peer = [&](const std::string& key) {
-        return peer{"asyncio", py.get(key), py.unavailable.value_or("n/a (missing)")};
-    };
+    auto py_peer = [&](std::string_view key) { return python_peer(py, key, "asyncio"); };
     struct stat_of {
         const char* name;
         std::chrono::nanoseconds offload::lag_stats::*field;

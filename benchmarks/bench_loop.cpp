@@ -384,14 +384,7 @@ int main(int argc, char** argv) {
         } else {
             py.unavailable = "n/a (--no-python)";
         }
-        auto py_peer = [&](const char* key) {
-            peer p{"python", std::nullopt, ""};
-            if (py.unavailable)
-                p.missing = *py.unavailable;
-            else if (!(p.value = py.get(key)))
-                p.missing = "n/a (missing in output)";
-            return p;
-        };
+        auto py_peer = [&](std::string_view key) { return python_peer(py, key); };
 #if OFFLOAD_HAVE_ASIO
         const bool have_asio = cfg.asio;
         const char* asio_missing = "n/a (--no-asio)";

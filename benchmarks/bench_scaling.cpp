@@ -243,9 +243,7 @@ int main(int argc, char** argv) {
     } else {
         py.unavailable = "n/a (--no-python)";
     }
-    auto py_peer = [&](const std::string& key) {
-        return peer{"python", py.get(key), py.unavailable.value_or("n/a (missing)")};
-    };
+    auto py_peer = [&](std::string_view key) { return python_peer(py, key); };
 
     fmt::print("running offload...\n");
     std::vector<row> rows;
