@@ -27,6 +27,9 @@
 #include <offload/shield.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
+#include <offload/stream.hpp>
+#include <offload/stream_errors.hpp>
+#include <offload/stream_options.hpp>
 #include <offload/task.hpp>
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>
