@@ -76,8 +76,10 @@ TEST_CASE("stream: an echo round trip over TCP IPv4 with a numeric host", "[stre
 }
 
 TEST_CASE("stream: an echo round trip over TCP IPv6 where the host has it", "[stream]") {
-    if (!ipv6_loopback_available()) SUCCEED("no IPv6 loopback here");
-    else run_fn([]() -> task<> { co_await round_trip("::1"); });
+    if (!ipv6_loopback_available())
+        SUCCEED("no IPv6 loopback here");
+    else
+        run_fn([]() -> task<> { co_await round_trip("::1"); });
 }
 
 TEST_CASE("stream: a host name is resolved off the loop (localhost)", "[stream]") {

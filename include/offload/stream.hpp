@@ -81,7 +81,8 @@ inline task<> stream_state::fill(std::size_t want) {
     std::size_t n = std::max(want, chunk);
     for (;;) {
         if (!fd.is_open())
-            throw std::logic_error("offload: reading from a stream that is closed (" + peer + "); do not read after close()");
+            throw std::logic_error("offload: reading from a stream that is closed (" + peer +
+                                   "); do not read after close()");
         if (fd.read_ready() || maybe_unread) {
             if (++reads_in_a_row >= 32) { // fairness: let the other ready tasks run
                 reads_in_a_row = 0;
@@ -265,7 +266,8 @@ public:
             if (st.eof) {
                 std::size_t got = st.rbuf.size();
                 throw incomplete_read_error("offload: " + st.peer + " closed the connection after " +
-                                                std::to_string(got) + " bytes without the delimiter read_until() wanted",
+                                                std::to_string(got) +
+                                                " bytes without the delimiter read_until() wanted",
                                             st.rbuf.take(got), 0);
             }
             from = st.rbuf.size() >= delimiter.size() ? st.rbuf.size() - delimiter.size() + 1 : 0;
@@ -280,7 +282,8 @@ public:
     /// buffer. After the peer is gone the bytes are dropped and drain() throws.
     void write(std::string_view bytes) {
         auto& st = state("write");
-        if (st.eof_pending || st.closing) throw std::logic_error("offload: write after write_eof() or close() on a stream");
+        if (st.eof_pending || st.closing)
+            throw std::logic_error("offload: write after write_eof() or close() on a stream");
         if (st.write_errno != 0 || bytes.empty()) return;
         st.wbuf.append(bytes);
         if (st.flushing) return;
@@ -500,9 +503,7 @@ inline task<> accept_loop(std::shared_ptr<server_state> srv) {
     }
 }
 
-inline void start_accepting(const std::shared_ptr<server_state>& srv) {
-    srv->acceptor = create_task(accept_loop, srv);
-}
+inline void start_accepting(const std::shared_ptr<server_state>& srv) { srv->acceptor = create_task(accept_loop, srv); }
 
 } // namespace detail
 
@@ -607,7 +608,8 @@ server make_server(H&& handler, const socket_address& at, server_options opts, s
 /// `handler(stream)`, a callable returning task<>, as one task per accepted
 /// connection. A name is resolved through to_thread and its first address used.
 /// The handler's exceptions go to the loop's exception handler; the server goes on.
-/// Example: `auto srv = co_await start_server([](stream s) -> task<> { s.write(co_await s.readline()); }, "127.0.0.1", 0);`
+/// Example: `auto srv = co_await start_server([](stream s) -> task<> { s.write(co_await s.readline()); }, "127.0.0.1",
+/// 0);`
 template <class H>
 task<server> start_server(H handler, std::string host, std::uint16_t port, server_options opts = {}) {
     detail::socket_address a;

@@ -16,8 +16,7 @@ namespace offload {
 /// errno as an error_code (empty otherwise).
 class stream_error : public std::runtime_error {
 public:
-    explicit stream_error(const std::string& what, std::error_code code = {})
-        : std::runtime_error(what), code_(code) {}
+    explicit stream_error(const std::string& what, std::error_code code = {}) : std::runtime_error(what), code_(code) {}
     /// The errno behind the error (e.g. ECONNREFUSED), or an empty code.
     std::error_code code() const noexcept { return code_; }
 

@@ -41,8 +41,8 @@ inline bool is_reset(int err) noexcept {
                                                        : "reset (" + errno_phrase(err) + ")") +
                                          " during " + op,
                                      code);
-    throw stream_error("offload: " + std::string(op) + " on the connection to " + peer + " failed: " + errno_phrase(err),
-                       code);
+    throw stream_error(
+        "offload: " + std::string(op) + " on the connection to " + peer + " failed: " + errno_phrase(err), code);
 }
 
 /// A new non-blocking, close-on-exec stream socket of `family`. Throws std::system_error.
@@ -77,7 +77,8 @@ inline int connect_result(int fd) noexcept {
 
 /// The exception of a connect to `where` that failed with `err`.
 inline connection_error connect_error(int err, const std::string& where) {
-    return connection_error("offload: " + errno_phrase(err) + " to " + where, std::error_code(err, std::generic_category()));
+    return connection_error("offload: " + errno_phrase(err) + " to " + where,
+                            std::error_code(err, std::generic_category()));
 }
 
 /// A listening socket bound to `at`. Throws std::system_error naming the address.
@@ -95,9 +96,10 @@ inline int open_listener(const socket_address& at, int backlog, bool reuse_port)
         ::close(fd);
         throw std::system_error(err, std::generic_category(),
                                 "offload: start_server: cannot listen on " + format_address(at) +
-                                    (err == EADDRINUSE ? " (the address is in use: choose another port, port 0 for any, "
-                                                         "or remove a stale Unix socket file)"
-                                                       : ""));
+                                    (err == EADDRINUSE
+                                         ? " (the address is in use: choose another port, port 0 for any, "
+                                           "or remove a stale Unix socket file)"
+                                         : ""));
     }
     return fd;
 }
