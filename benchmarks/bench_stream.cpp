@@ -66,6 +66,12 @@ task<> bench(int n) {
 } // namespace
 
 int main(int argc, char** argv) {
-    int n = argc > 1 ? std::atoi(argv[1]) : 100000;
+    // `--smoke` (CTest): a short run; a number: that many round trips per transport.
+    int n = 100000;
+    if (argc > 1) n = std::string(argv[1]) == "--smoke" ? 1000 : std::atoi(argv[1]);
+    if (n <= 0) {
+        std::fprintf(stderr, "usage: bench_stream [round_trips > 0 | --smoke]\n");
+        return 2;
+    }
     run(bench(n));
 }

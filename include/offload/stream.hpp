@@ -194,11 +194,19 @@ public:
     /// An empty stream (is_open() is false).
     stream() = default;
     /// Takes a connected non-blocking socket `fd` and registers it with the
-    /// running loop (see async_fd for what it throws).
-    explicit stream(int fd, stream_options opts = {}) : st_(std::make_shared<detail::stream_state>()) {
-        if (opts.low_water > opts.high_water)
-            throw std::invalid_argument("offload: stream_options: low_water must not exceed high_water");
-        st_->fd = async_fd(fd);
+    /// running loop (see async_fd for what it throws); when it throws, `fd`
+    /// has been closed (so that an accept or connect path leaks nothing).
+    explicit stream(int fd, stream_options opts = {}) {
+        try {
+            if (opts.low_water > opts.high_water)
+                throw std::invalid_argument("offload: stream_options: low_water must not exceed high_water");
+            st_ = std::make_shared<detail::stream_state>();
+            st_->fd = async_fd(fd);
+        } catch (...) {
+            st_.reset();
+            ::close(fd);
+            throw;
+        }
         st_->opts = opts;
         st_->peer = detail::format_address(detail::socket_name(fd, true));
         st_->local = detail::format_address(detail::socket_name(fd, false));
