@@ -108,15 +108,16 @@ TEST_CASE("stall_report: a loop thread inside a system call is interrupted, and 
 
 TEST_CASE("stall_report: the rate limit drops reports over max_reports and counts them in the next one",
           "[stall_report]") {
-    recorder rec(50ms, {.max_reports = 2, .window = 400ms, .while_running = false});
-    for (int i = 0; i < 4; ++i) rec.run([] { stall_test_blocking_function(60); }); // 4 slow steps at once
+    // Steps of 3x the threshold: the watchdog flags each even when it runs late.
+    recorder rec(50ms, {.max_reports = 2, .window = 2s, .while_running = false});
+    for (int i = 0; i < 4; ++i) rec.run([] { stall_test_blocking_function(150); }); // 4 slow steps in one window
     auto rs = rec.take();
     INFO(dump(rs));
     REQUIRE(rs.size() == 2u);
     CHECK(rs[0].suppressed == 0u);
     CHECK(rs[1].suppressed == 0u);
-    std::this_thread::sleep_for(450ms); // a new window
-    rec.run([] { stall_test_blocking_function(60); });
+    std::this_thread::sleep_for(2s); // a new window
+    rec.run([] { stall_test_blocking_function(150); });
     rs = rec.take();
     REQUIRE(rs.size() == 3u);
     CHECK(rs[2].suppressed == 2u);
