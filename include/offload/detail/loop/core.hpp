@@ -248,7 +248,6 @@ private:
     // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
     // step schedules waits for the next iteration.
     ring_queue<small_function> ready_;
-    stall_reporter reporter_; // the slow-step handler and rate limit; outlives watch_, which uses it
     step_clock steps_;                   // what a debug step touches (see stall_watch.hpp)
     std::unique_ptr<stall_watch> watch_; // debug mode, from the first run on (tested on every step)
     intrusive_list<task_record> tasks_;
@@ -293,6 +292,10 @@ private:
     intrusive_list<loop_observer> observers_;
 
     clock::duration slow_threshold_ = std::chrono::milliseconds(100);
+    // The slow-step handler and rate limit (loop and watchdog threads). Declared
+    // after watch_, which uses it: ~loop_core stops the watchdog first. Kept
+    // here, away from the fields every step touches.
+    stall_reporter reporter_;
     exception_handler exception_handler_;
 };
 
@@ -357,6 +360,7 @@ OFFLOAD_DECL int loop_core::open_wake_eventfd(int epfd) {
 OFFLOAD_DECL loop_core::loop_core() : debug_(debug_env_enabled()) {}
 
 OFFLOAD_DECL loop_core::~loop_core() {
+    watch_.reset(); // the watchdog uses reporter_, destroyed before watch_ would be
     // Tear down tasks that never finished while everything they may touch
     // (timers, fd table) is still alive; then let finished ones report.
     // Destroying one frame may drop the last reference to another task, so
@@ -494,7 +498,10 @@ OFFLOAD_DECL void loop_core::enter() {
                                "run from inside a running loop (co_await the task instead of running it)");
     owner_ = &tls;
     tls.loop = this;
-    if (debug_) steps_.loop_tid.store(static_cast<int>(::gettid()), std::memory_order_relaxed);
+    if (debug_) {
+        static thread_local const int tid = static_cast<int>(::gettid()); // one syscall per thread, not per run
+        steps_.loop_tid.store(tid, std::memory_order_relaxed);
+    }
     running_ = true;
     stopping_ = false;
     steps_.set_idle(false);
