@@ -79,17 +79,33 @@ TEST_CASE(
     rec.run([] { stall_test_blocking_function(500); });
     auto rs = rec.take();
     INFO(dump(rs));
-    REQUIRE(rs.size() == 4u);
-    for (int i = 0; i < 3; ++i) {
+    // On an idle machine: 1x, 2x, 4x and the end. A watchdog starved by a
+    // loaded CI machine may wake past a mark and skip it (never report twice
+    // in one band), so what is checked is: one report per doubling band at
+    // most, in order, and exactly one end report.
+    REQUIRE(rs.size() >= 2u);
+    REQUIRE(rs.size() <= 4u);
+    long last_band = -1;
+    int named = 0;
+    for (std::size_t i = 0; i + 1 < rs.size(); ++i) {
         CHECK(rs[i].ongoing);
-        CHECK(rs[i].task_name == "<callback>");
-        CHECK(rs[i].duration >= std::chrono::milliseconds(100 << i));
-        CHECK(rs[i].duration < std::chrono::milliseconds(100 << (i + 1)));
-        CHECK(names(rs[i], "stall_test_blocking_function(int)"));
+        CHECK(rs[i].duration >= 100ms);
+        long band = 0;
+        while (rs[i].duration >= std::chrono::milliseconds(200L << band)) ++band;
+        CHECK(band > last_band);
+        CHECK(band <= 2);
+        last_band = band;
+        CHECK(rs[i].backtrace[0].find("on_signal") == std::string::npos); // the handler's frames are dropped
+        // A loaded sanitizer run may leave one capture unanswered in time ("<no backtrace: ...>").
+        if (names(rs[i], "stall_test_blocking_function(int)")) {
+            ++named;
+            CHECK(rs[i].task_name == "<callback>");
+        }
     }
-    CHECK_FALSE(rs[3].ongoing);
-    CHECK(rs[3].backtrace.empty());
-    CHECK(rs[3].duration >= 500ms);
+    CHECK(named >= 1);
+    CHECK_FALSE(rs.back().ongoing);
+    CHECK(rs.back().backtrace.empty());
+    CHECK(rs.back().duration >= 500ms);
 }
 
 TEST_CASE("stall_report: a loop thread inside a system call is interrupted, and the call finishes its time",
@@ -100,28 +116,30 @@ TEST_CASE("stall_report: a loop thread inside a system call is interrupted, and 
     CHECK(offload::test::elapsed_since(t0) >= 250ms); // EINTR did not cut the sleep short
     auto rs = rec.take();
     INFO(dump(rs));
-    REQUIRE(rs.size() == 3u); // 1x, 2x, end
+    REQUIRE(rs.size() >= 2u); // 1x, 2x, end (a starved watchdog may skip a mark)
+    REQUIRE(rs.size() <= 3u);
     CHECK(rs[0].ongoing);
     CHECK(names(rs[0], "stall_test_sleeping_function(int)"));
-    CHECK_FALSE(rs[2].ongoing);
+    CHECK_FALSE(rs.back().ongoing);
 }
 
 TEST_CASE("stall_report: the rate limit drops reports over max_reports and counts them in the next one",
           "[stall_report]") {
-    // Steps of 3x the threshold: the watchdog flags each even when it runs late.
+    // Steps of 6x the threshold: the watchdog flags each even when it runs late.
     recorder rec(50ms, {.max_reports = 2, .window = 2s, .while_running = false});
-    for (int i = 0; i < 4; ++i) rec.run([] { stall_test_blocking_function(150); }); // 4 slow steps in one window
+    for (int i = 0; i < 4; ++i) rec.run([] { stall_test_blocking_function(300); }); // 4 slow steps in one window
     auto rs = rec.take();
     INFO(dump(rs));
     REQUIRE(rs.size() == 2u);
     CHECK(rs[0].suppressed == 0u);
     CHECK(rs[1].suppressed == 0u);
     std::this_thread::sleep_for(2s); // a new window
-    rec.run([] { stall_test_blocking_function(150); });
+    rec.run([] { stall_test_blocking_function(300); });
     rs = rec.take();
     REQUIRE(rs.size() == 3u);
     CHECK(rs[2].suppressed == 2u);
-    CHECK(format_slow_callback(rs[2]).find("2 earlier reports suppressed") != std::string::npos);
+    CHECK(format_slow_callback(rs[2]).find(std::to_string(rs[2].suppressed) + " earlier reports suppressed") !=
+          std::string::npos);
 }
 
 TEST_CASE("stall_report: with while_running off, a long step gives only its end report", "[stall_report]") {

@@ -323,6 +323,16 @@ OFFLOAD_DECL void stall_watch::report_ongoing(std::uint64_t step, clock::duratio
             r.task_name.assign(slot->task, slot->task_len);
             r.resumed_at = slot->resumed_at;
             r.backtrace = symbolize(slot->bt, slot->skip);
+            if (slot->skip == 0) {
+                // The interrupted pc was not among the frames (TSan runs a
+                // handler later, from its interceptor): drop the handler's own.
+                for (std::size_t i = 0; i < r.backtrace.size(); ++i)
+                    if (r.backtrace[i].find("stall_signal::on_signal") != std::string::npos) {
+                        r.backtrace.erase(r.backtrace.begin(),
+                                          r.backtrace.begin() + static_cast<std::ptrdiff_t>(i + 1));
+                        break;
+                    }
+            }
         } else if (slot && slot->state.load(std::memory_order_relaxed) == stall_capture::done && slot->step != step) {
             slot->state.store(stall_capture::free_slot, std::memory_order_release);
             return; // the stall ended while we asked
