@@ -177,6 +177,16 @@ public:
     duration slow_callback_duration() const noexcept { return loop_core::slow_callback_duration(); }
     /// Where slow-step reports go (default: one line on stderr).
     void set_slow_callback_handler(slow_callback_handler fn) { loop_core::set_slow_callback_handler(std::move(fn)); }
+    /// How debug mode reports slow steps: while they run (with the loop
+    /// thread's backtrace, at 1x, 2x, 4x... the threshold) and the rate limit.
+    /// Threading: ongoing reports call the slow-callback handler on the
+    /// watchdog thread (never concurrently with another report); the
+    /// end-of-step report calls it on the loop thread. The loop thread is
+    /// interrupted by a real-time signal (SA_RESTART) even inside a system call.
+    /// std::invalid_argument for a non-positive window or a signal that is not
+    /// real-time.
+    void set_stall_report_options(const stall_report_options& o) { loop_core::set_stall_report_options(o); }
+    stall_report_options get_stall_report_options() const { return loop_core::get_stall_report_options(); }
     /// Where errors nobody caught go (default: one line on stderr).
     void set_exception_handler(exception_handler fn) { loop_core::set_exception_handler(std::move(fn)); }
     /// Reports an error to the exception handler.

@@ -206,9 +206,9 @@ public:
         }
     }
     clock::duration slow_callback_duration() const noexcept { return slow_threshold_; }
-    void set_slow_callback_handler(slow_callback_handler fn) {
-        slow_handler_ = fn ? std::move(fn) : slow_callback_handler(&default_slow_callback_handler);
-    }
+    void set_slow_callback_handler(slow_callback_handler fn) { reporter_.set_handler(std::move(fn)); }
+    void set_stall_report_options(const stall_report_options& o) { reporter_.set_options(o); }
+    stall_report_options get_stall_report_options() const { return reporter_.options(); }
 
     // --- running ------------------------------------------------------------------
     /// Makes this the loop of the calling thread (std::logic_error if one runs).
@@ -240,8 +240,9 @@ private:
         for (task_record* t : retired_) t->release();
         retired_.clear();
     }
-    [[gnu::cold]] void report_slow(std::chrono::nanoseconds took);
-    [[gnu::cold]] void report_flagged_step();
+    [[gnu::cold]] void report_slow(std::chrono::nanoseconds took, std::uint64_t step);
+    [[gnu::cold]] void report_flagged_step(std::uint64_t step);
+    static void describe_step(stall_capture& c) noexcept;
     void update_watch();
 
     // Steps. A task that keeps rescheduling itself cannot starve I/O: what a
@@ -291,7 +292,10 @@ private:
     intrusive_list<loop_observer> observers_;
 
     clock::duration slow_threshold_ = std::chrono::milliseconds(100);
-    slow_callback_handler slow_handler_ = &default_slow_callback_handler;
+    // The slow-step handler and rate limit (loop and watchdog threads). Declared
+    // after watch_, which uses it: ~loop_core stops the watchdog first. Kept
+    // here, away from the fields every step touches.
+    stall_reporter reporter_;
     exception_handler exception_handler_;
 };
 
@@ -356,6 +360,7 @@ OFFLOAD_DECL int loop_core::open_wake_eventfd(int epfd) {
 OFFLOAD_DECL loop_core::loop_core() : debug_(debug_env_enabled()) {}
 
 OFFLOAD_DECL loop_core::~loop_core() {
+    watch_.reset(); // the watchdog uses reporter_, destroyed before watch_ would be
     // Tear down tasks that never finished while everything they may touch
     // (timers, fd table) is still alive; then let finished ones report.
     // Destroying one frame may drop the last reference to another task, so
@@ -440,19 +445,35 @@ OFFLOAD_DECL void loop_core::call_exception_handler(const exception_context& c) 
 OFFLOAD_DECL void loop_core::update_watch() {
     if (debug_ && running_ && !watch_) {
         steps_.set_idle(false);
-        watch_ = std::make_unique<stall_watch>(steps_, slow_threshold_);
+        watch_ = std::make_unique<stall_watch>(steps_, slow_threshold_, reporter_, &describe_step);
     } else if (!debug_ && watch_) {
         watch_.reset();
     }
 }
 
 // The watchdog flagged the step that just ended: time it, report it if slow.
-OFFLOAD_DECL void loop_core::report_flagged_step() {
+OFFLOAD_DECL void loop_core::report_flagged_step(std::uint64_t step) {
     const auto took = steps_.took();
-    if (took >= slow_threshold_) report_slow(took);
+    if (took >= slow_threshold_) report_slow(took, step);
 }
 
-OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took) {
+// In the stall signal's handler, on the loop thread mid-step: copy what names
+// the step into the slot (async-signal-safe: no allocation, only loads).
+OFFLOAD_DECL void loop_core::describe_step(stall_capture& c) noexcept {
+    const char* name = "<callback>";
+    std::size_t len = 10;
+    c.resumed_at = {};
+    if (const task_context* t = tls.ctx) {
+        name = t->name.empty() ? "<unnamed task>" : t->name.data();
+        len = t->name.empty() ? 14 : t->name.size();
+        c.resumed_at = tls.resumed_at;
+    }
+    len = std::min(len, sizeof c.task);
+    for (std::size_t i = 0; i < len; ++i) c.task[i] = name[i];
+    c.task_len = len;
+}
+
+OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took, std::uint64_t step) {
     slow_callback_report r;
     r.duration = took;
     if (auto* c = tls.ctx) {
@@ -463,7 +484,7 @@ OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took) {
         r.task_name = "<callback>";
     }
     try {
-        slow_handler_(r);
+        reporter_.deliver(r, step);
     } catch (...) {
         call_exception_handler({"exception in slow-callback handler", std::current_exception(), {}});
     }
@@ -477,6 +498,10 @@ OFFLOAD_DECL void loop_core::enter() {
                                "run from inside a running loop (co_await the task instead of running it)");
     owner_ = &tls;
     tls.loop = this;
+    if (debug_) {
+        static thread_local const int tid = static_cast<int>(::gettid()); // one syscall per thread, not per run
+        steps_.loop_tid.store(tid, std::memory_order_relaxed);
+    }
     running_ = true;
     stopping_ = false;
     steps_.set_idle(false);
@@ -484,6 +509,7 @@ OFFLOAD_DECL void loop_core::enter() {
 }
 
 OFFLOAD_DECL void loop_core::leave() noexcept {
+    steps_.loop_tid.store(0, std::memory_order_relaxed);
     tls.loop = nullptr;
     tls.ctx = nullptr;
     running_ = false;
@@ -552,7 +578,7 @@ OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
             call_exception_handler({"exception in callback", std::current_exception(), {}});
         }
         if (steps_.flagged(id)) [[unlikely]]
-            report_flagged_step();
+            report_flagged_step(id);
     }
     tls.ctx = nullptr;
     if (!retired_.empty()) release_retired();

@@ -8,6 +8,7 @@
 // a wake-up if the reader sleeps) and the init message every worker reads first.
 #pragma once
 
+#include <offload/detail/base/backtrace.hpp> // demangle
 #include <offload/detail/base/config.hpp>
 
 #include <offload/detail/process/fd_passing.hpp>
@@ -81,8 +82,6 @@ enum class std_exception_kind : std::uint8_t {
     serialization_error,
 };
 
-OFFLOAD_DECL std::string demangle(const char* name);
-
 /// Encodes the exception being handled (call inside a catch block).
 OFFLOAD_DECL void encode_current_exception(byte_writer& out);
 
@@ -128,12 +127,6 @@ OFFLOAD_DECL void mailbox_send(mailbox& box, msg_kind kind, const byte_writer& w
 OFFLOAD_DECL std::vector<int> mailbox_take_fds(const mailbox& box, int sock);
 
 #if OFFLOAD_DEFINE_BODIES
-
-OFFLOAD_DECL std::string demangle(const char* name) {
-    int status = 0;
-    std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), std::free);
-    return status == 0 && d ? std::string(d.get()) : std::string(name);
-}
 
 OFFLOAD_DECL void encode_current_exception(byte_writer& out) {
     std::type_info* t = abi::__cxa_current_exception_type();
