@@ -229,19 +229,21 @@ struct json_value {
     bool b = false;
     std::string text; // number text, or the unescaped string
     std::vector<json_value> items;
-    std::vector<std::pair<std::string, json_value>> members;
+    std::vector<std::string> keys;   // an object's keys, in order
+    std::vector<json_value>
+        members; // and their values (two vectors: a vector of an incomplete type is fine, a pair is not)
 
     /// The member `key` of an object (fails the test if absent).
     const json_value& operator[](const std::string& key) const {
         INFO("JSON key " << key);
         REQUIRE(kind == object);
-        for (const auto& [k, v] : members)
-            if (k == key) return v;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            if (keys[i] == key) return members[i];
         FAIL("no such key");
         return *this;
     }
     bool has(const std::string& key) const {
-        for (const auto& [k, v] : members)
+        for (const auto& k : keys)
             if (k == key) return true;
         return false;
     }
@@ -300,13 +302,14 @@ private:
                 ws();
                 REQUIRE(peek() == '"');
                 std::string key = string();
-                for (const auto& m : v.members) {
+                for (const auto& k : v.keys) {
                     INFO("duplicate key " << key);
-                    REQUIRE(m.first != key);
+                    REQUIRE(k != key);
                 }
                 ws();
                 expect(":");
-                v.members.emplace_back(std::move(key), value(depth + 1));
+                v.keys.push_back(std::move(key));
+                v.members.push_back(value(depth + 1));
                 ws();
                 if (peek() == ',') {
                     ++i_;
