@@ -15,6 +15,7 @@
 #include <offload/gather.hpp>
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
+#include <offload/metrics.hpp>
 #include <offload/mutex.hpp>
 #include <offload/outcome.hpp>
 #include <offload/process_pool.hpp>
