@@ -41,7 +41,7 @@ TEST_CASE("an accepted stream has the server's options", "[stream_options]") {
                                            {.limit = 123, .high_water = 8000, .low_water = 10});
         stream c = co_await open_connection("127.0.0.1", srv.port());
         auto accepted = [&seen] { return seen.limit == 123; };
-        CHECK(co_await test::until(accepted));
+        CHECK(co_await test::eventually(accepted));
         CHECK(seen.high_water == 8000);
         CHECK(seen.low_water == 10);
         c.close();

@@ -42,7 +42,7 @@ TEST_CASE("stream server: close_clients cancels every handler and wait_closed wa
         server srv = co_await start_server(handler, "127.0.0.1", 0);
         std::vector<stream> clients;
         for (int i = 0; i < 3; ++i) clients.push_back(co_await open_connection("127.0.0.1", srv.port()));
-        bool all_in = co_await test::until([&] { return srv.connections() == 3; });
+        bool all_in = co_await test::eventually([&] { return srv.connections() == 3; });
         REQUIRE(all_in);
         srv.close();
         REQUIRE_FALSE(srv.is_serving());
@@ -75,7 +75,7 @@ TEST_CASE("stream server: cancelling serve_forever closes the server and its cli
         server srv = co_await start_server(handler, "127.0.0.1", 0);
         auto serving = create_task([&]() -> task<> { co_await srv.serve_forever(); });
         stream c = co_await open_connection("127.0.0.1", srv.port());
-        bool in = co_await test::until([&] { return srv.connections() == 1; });
+        bool in = co_await test::eventually([&] { return srv.connections() == 1; });
         REQUIRE(in);
         serving.cancel();
         REQUIRE_THROWS_AS(co_await serving, cancelled_error);
@@ -103,7 +103,7 @@ TEST_CASE("stream server: a handler's exception goes to the loop's exception han
             std::string got = co_await c.read(10);
             REQUIRE(got.empty());
         }
-        bool reported = co_await test::until([&] { return errors.size() == 1; });
+        bool reported = co_await test::eventually([&] { return errors.size() == 1; });
         REQUIRE(reported);
         REQUIRE(errors[0].find("handler failed on purpose") != std::string::npos);
         stream c2 = co_await open_connection("127.0.0.1", srv.port());
@@ -169,7 +169,7 @@ TEST_CASE("stream server: the accept loop backs off on EMFILE instead of spinnin
                 if (served) co_return;         // accepted with no fd free?
                 if (cpu * 2 > wall) co_return; // spinning: more than half a core
                 ::close(spare);
-                bool ok = co_await test::until([&] { return served; });
+                bool ok = co_await test::eventually([&] { return served; });
                 ::close(client);
                 if (ok) code = 0;
             });

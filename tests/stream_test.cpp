@@ -234,7 +234,7 @@ TEST_CASE("stream: a slow reader fills the write buffer, drain suspends, then re
             co_await c.drain();
             drain_done = true;
         });
-        bool stuck = co_await test::until([] { return false; }, 50ms); // give drain a chance to (wrongly) finish
+        bool stuck = co_await test::eventually([] { return false; }, 50ms); // give drain a chance to (wrongly) finish
         REQUIRE_FALSE(stuck);
         REQUIRE_FALSE(drain_done);
         start_reading.set();
@@ -242,7 +242,7 @@ TEST_CASE("stream: a slow reader fills the write buffer, drain suspends, then re
         REQUIRE(drain_done);
         REQUIRE(c.write_buffer_size() <= c.options().low_water);
         c.close();
-        bool all = co_await test::until([&] { return received == sent; });
+        bool all = co_await test::eventually([&] { return received == sent; });
         REQUIRE(all);
     });
 }
@@ -317,7 +317,7 @@ TEST_CASE("stream: wait_peer_closed completes when the client goes, without taki
             co_await sleep(5ms);
             REQUIRE_FALSE(saw_close);
         }
-        bool ok = co_await test::until([&] { return saw_close && srv.connections() == 0; });
+        bool ok = co_await test::eventually([&] { return saw_close && srv.connections() == 0; });
         REQUIRE(ok);
         REQUIRE(later == "data");
     });

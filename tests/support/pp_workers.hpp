@@ -5,6 +5,8 @@
 // address space, so RLIMIT_AS cannot be tested there).
 #pragma once
 
+#include <eventually.hpp>
+
 #include <offload/process_pool.hpp>
 #include <offload/sleep.hpp>
 #include <offload/task.hpp>
@@ -92,17 +94,6 @@ inline task<int> pid_from_file(std::filesystem::path path, std::chrono::millisec
     int pid = -1;
     std::ifstream(path) >> pid;
     co_return pid;
-}
-
-/// Yields to the loop until `pred()` holds (bounded, so a bug fails instead of hanging).
-template <class P>
-task<bool> eventually(P pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-    auto until = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > until) co_return false;
-        co_await sleep(std::chrono::milliseconds(2));
-    }
-    co_return true;
 }
 
 } // namespace offload::test

@@ -1,8 +1,9 @@
-// tests/support/stream_helpers.hpp — what the stream tests share: a bounded
-// wait for a condition (yielding to the loop, never a fixed sleep), and the
-// running loop's exception handler redirected into a counter.
+// tests/support/stream_helpers.hpp — what the stream tests share: eventually()
+// (a bounded wait for a condition), the running loop's exception handler
+// redirected into a list, and run_fn().
 #pragma once
 
+#include <eventually.hpp>
 #include <offload/detail/loop/core.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
@@ -13,17 +14,6 @@
 #include <vector>
 
 namespace offload::test {
-
-/// Yields to the loop until `pred()` holds; false after `limit`.
-template <class P>
-task<bool> until(P pred, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() > end) co_return false;
-        co_await sleep(std::chrono::milliseconds(1));
-    }
-    co_return true;
-}
 
 /// Collects the messages the running loop's exception handler receives.
 inline void capture_loop_errors(std::vector<std::string>& into) {
