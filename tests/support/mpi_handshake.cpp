@@ -4,7 +4,10 @@
 //   forgot:   only rank 0 calls mpi_pool::worker_main; the others run main
 //             and construct a pool themselves.
 //   mismatch: every rank calls worker_main, but ranks run different builds.
-//   silent:   the other ranks never start MPI at all.
+//   silent:   the other ranks start MPI (as a program that forgot worker_main
+//             and does long work first would) but never answer. (A rank
+//             that never starts MPI at all stalls MPI_Init on every rank:
+//             Open MPI's MPI_Init waits for all, before mpi_pool exists.)
 // Rank 0 prints "handshake check passed: <error>" when the pool refused to start.
 #include <offload/mpi_pool.hpp>
 
@@ -21,6 +24,7 @@ int main(int argc, char** argv) {
     int rank = env ? std::atoi(env) : 0;
     if (mode == "mismatch" || rank == 0) offload::mpi_pool::worker_main(argc, argv);
     if (mode == "silent" && rank != 0) {
+        offload::detail::mpi_runtime::get(); // MPI_Init, then no answer
         std::this_thread::sleep_for(std::chrono::seconds(60)); // rank 0's job abort ends this
         return 0;
     }
