@@ -17,9 +17,10 @@ struct mpi_pool_options {
     /// Worker processes of the local process_pool on each worker rank; 0 means
     /// that rank's available_cpus() (each rank counts its own cores).
     std::size_t local_workers = 0;
-    /// Calls sent to one rank and not yet answered, at most; 0 means twice its
-    /// local workers (one running and one ready per worker process). Further
-    /// calls wait on rank 0 (cancelling one there means it never runs anywhere).
+    /// Calls sent to one rank and not yet answered, at most; 0 means four per
+    /// local worker, at least 8 (enough that the rank never waits for rank 0
+    /// between calls; bench_mpi). Further calls wait on rank 0 (cancelling one
+    /// there means it never runs anywhere).
     std::size_t max_in_flight_per_rank = 0;
     /// Start method of the local pools (forwarded).
     start_method start = start_method::forkserver;

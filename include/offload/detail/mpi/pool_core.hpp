@@ -210,7 +210,7 @@ private:
             const auto& h = replies_[r];
             s->info = {r, h.host, static_cast<std::size_t>(h.workers),
                        opts.max_in_flight_per_rank ? opts.max_in_flight_per_rank
-                                                   : 2 * static_cast<std::size_t>(h.workers)};
+                                                   : std::max<std::size_t>(8, 4 * static_cast<std::size_t>(h.workers))};
             workers_ += s->info.workers;
             ranks_.push_back(std::move(s));
         }
