@@ -54,6 +54,13 @@ namespace offload::detail {
 /// A call of an mpi_pool: a process-pool call (same encoding) plus where it went.
 struct mpi_call : process_call {
     using process_call::process_call;
+    mpi_call(const mpi_call&) = delete;
+    mpi_call& operator=(const mpi_call&) = delete;
+    // Detaches here, while this is still an mpi_call (process_call's
+    // destructor would hand the pool a process_call).
+    ~mpi_call() {
+        if (pool) pool->detach_call(this);
+    }
     std::uint64_t id = 0;
     std::size_t rank_index = 0; // into the core's ranks, while running
 };
