@@ -77,6 +77,7 @@ offload::task<> measure_all(offload::mpi_pool& pool, sizes sz, std::vector<std::
     using offload::run_in_executor;
     for (long i = 0; i < std::min(200L, sz.n_seq); ++i) co_await run_in_executor(pool, noop);
     std::vector<double> samples;
+    auto before = pool.stats();
     for (long i = 0; i < sz.n_seq; ++i) {
         auto t = bench_clock::now();
         co_await run_in_executor(pool, noop);
@@ -84,6 +85,10 @@ offload::task<> measure_all(offload::mpi_pool& pool, sizes sz, std::vector<std::
     }
     out.emplace_back("rt_median_ns", median(samples));
     out.emplace_back("rt_p99_ns", percentile(samples, 0.99));
+    auto after = pool.stats();
+    // Bytes on the wire per no-op call, each way (call id, function names; outcome header).
+    out.emplace_back("noop_bytes_sent", double(after.bytes_sent - before.bytes_sent) / double(sz.n_seq));
+    out.emplace_back("noop_bytes_received", double(after.bytes_received - before.bytes_received) / double(sz.n_seq));
 
     std::vector<double> rates, cpu;
     for (int r = 0; r < sz.repeats; ++r) {
@@ -261,8 +266,14 @@ int drive(int argc, char** argv) {
                     std::vector<offload_bench::peer>{{"mpi4py", std::nullopt, "n/a (not measured)"}}, targets{}});
     print_table(rows, 1);
     write_json(cfg.json_path, "bench_mpi", cfg.smoke, sz.repeats, rows,
-               fmt::format("  \"ranks\": {},\n  \"rank0_cpu_ns_per_call\": {:.6g},\n", np,
-                           need(ours, "rank0_cpu_ns_per_call")));
+               fmt::format("  \"ranks\": {},\n  \"rank0_cpu_ns_per_call\": {:.6g},\n  \"noop_bytes_sent\": {:.6g},\n"
+                           "  \"noop_bytes_received\": {:.6g},\n",
+                           np, need(ours, "rank0_cpu_ns_per_call"), need(ours, "noop_bytes_sent"),
+                           need(ours, "noop_bytes_received")));
+    fmt::print("a no-op call moves {:.0f} B to its rank and {:.0f} B back; rank 0 spends {:.1f} us of CPU per call "
+               "(loop + MPI thread) while gathering\n",
+               need(ours, "noop_bytes_sent"), need(ours, "noop_bytes_received"),
+               need(ours, "rank0_cpu_ns_per_call") / 1e3);
     return 0;
 }
 
