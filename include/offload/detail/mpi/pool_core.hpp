@@ -81,6 +81,7 @@ public:
     /// Loop thread: queues `c` and sends what the ranks can take.
     void submit(mpi_call* c) {
         std::lock_guard lk(mu_);
+        if (!broken_why_.empty()) throw broken_executor(broken_why_);
         if (closed_)
             throw executor_closed("offload::executor_closed: the mpi_pool was shut down and takes no new "
                                   "calls; submit before shutdown() or create the pool again");
@@ -254,7 +255,10 @@ private:
         }
         process_inbox();
     }
-    void discard() noexcept override { posted_ = false; } // the loop is going away (under its own teardown)
+    void discard() noexcept override { // the loop is going away (under its own teardown)
+        std::lock_guard lk(mu_);
+        posted_ = false;
+    }
 
     void loop_closing() noexcept override {
         std::lock_guard lk(mu_);
