@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3)
+DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 libopenmpi-dev openmpi-bin python3-mpi4py)
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16)
 
 usage() {

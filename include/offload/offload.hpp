@@ -1,4 +1,5 @@
-// offload/offload.hpp — the umbrella header: everything offload provides.
+// offload/offload.hpp — the umbrella header: everything offload provides, except
+// <offload/mpi_pool.hpp> (it needs MPI: include it and link offload::mpi).
 #pragma once
 
 #include <offload/as_completed.hpp>

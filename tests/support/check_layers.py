@@ -30,6 +30,7 @@ DETAIL_DEPS = {
     "codec": {"base", "codec"},
     "process": {"base", "loop", "tasks", "codec", "process"},
     "net": {"base", "net"},
+    "mpi": {"base", "loop", "tasks", "codec", "process", "mpi"},
 }
 
 # detail layer -> public headers it may include (the base each builds on).
@@ -42,7 +43,15 @@ PUBLIC_BASE = {
     "process": {"errors.hpp", "executor.hpp", "codec.hpp", "serialize.hpp", "process_pool_options.hpp",
                 "available_cpus.hpp"},
     "net": {"stream_errors.hpp", "stream_options.hpp"},
+    # A worker rank runs its calls in a local process_pool on an event loop.
+    "mpi": {"errors.hpp", "executor.hpp", "codec.hpp", "serialize.hpp", "mpi_pool_options.hpp",
+            "process_pool_options.hpp", "process_pool.hpp", "available_cpus.hpp", "event.hpp", "event_loop.hpp",
+            "task.hpp", "task_handle.hpp"},
 }
+
+# Only this layer may include <mpi.h> (offload::offload does not link MPI).
+MPI_LAYER = "mpi"
+MPI_H_RE = re.compile(r'^\s*#\s*include\s*<mpi\.h>', re.M)
 
 # What a TU that includes the first headers must never reach.
 FORBIDDEN_CLOSURES = [
@@ -67,6 +76,11 @@ def load_graph(root: Path):
         rel = path.relative_to(root).as_posix()
         graph[rel] = INCLUDE_RE.findall(path.read_text())
     return graph
+
+
+def mpi_h_includers(root: Path):
+    return sorted(path.relative_to(root).as_posix() for path in root.glob("offload/**/*.hpp")
+                  if MPI_H_RE.search(path.read_text()))
 
 
 def layer_of(header: str):
@@ -171,6 +185,14 @@ def main():
             if inc_layer is None and inc.split("/", 1)[1] not in PUBLIC_BASE[layer]:
                 errors.append(f"{header} (layer {layer}) includes the public {inc}; detail/{layer}/ may include "
                               f"only {sorted(PUBLIC_BASE[layer]) or 'no public header'}")
+
+    for h in mpi_h_includers(root):
+        if layer_of(h) != MPI_LAYER:
+            errors.append(f"{h} includes <mpi.h>; only detail/{MPI_LAYER}/ may (offload::offload does not link MPI)")
+    if "offload/offload.hpp" in graph:
+        for h in sorted(closure(graph, ["offload/offload.hpp"])):
+            if layer_of(h) == MPI_LAYER or h.startswith("offload/mpi_pool"):
+                errors.append(f"the umbrella offload.hpp pulls in {h}, which needs MPI (offload::mpi)")
 
     for roots, patterns in FORBIDDEN_CLOSURES:
         reached = closure(graph, roots)
