@@ -361,8 +361,10 @@ def measure_server(impl, cmd, cfg, n):
         fd_before = server.settled_fd_count(with_client - 1, timeout=2.0)
         alone = Wrk(cfg.wrk, cfg.script, server.port, "/ping", cfg.ping_connections, cfg.duration).result()
         fd_after_alone = server.settled_fd_count(fd_before)
-        cpu = Wrk(cfg.wrk, cfg.script, server.port, f"/cpu?n={n}", cfg.cpu_connections, cfg.duration + 2)
-        time.sleep(1.0)  # the pool is saturated before /ping is measured
+        # /cpu runs from `lead` s before the /ping measurement to about 1 s after it
+        lead = 0.5 if cfg.quick else 1.0
+        cpu = Wrk(cfg.wrk, cfg.script, server.port, f"/cpu?n={n}", cfg.cpu_connections, cfg.duration + (1 if cfg.quick else 2))
+        time.sleep(lead)  # the pool is saturated before /ping is measured
         ping = Wrk(
             cfg.wrk, cfg.script, server.port, "/ping", cfg.probe_connections, cfg.duration, cfg.probe_delay_ms
         ).result()
@@ -426,59 +428,46 @@ def collect(runs, impl, key, field):
     return [r[key][field] for r in runs.get(impl, [])]
 
 
-def build_rows(results, impls):
-    """One row per (mode, setting) and measurement; returns a list of dicts."""
-    rows = []
+def cell(runs, impls, key, field):
+    """'C++ / Python (ratio)' of the medians (each with its range over repeats)."""
+    vals = [collect(runs, impl, key, field) for impl in impls]
+    text = " / ".join(fmt_ms(v) for v in vals)
+    if len(impls) == 2:
+        text += f" ({ratio(med(vals[0]), med(vals[1]))})"
+    return text
+
+
+def hygiene(runs, impls):
+    """Failed requests (sum), fd growth (max), SIGTERM outcome, per implementation."""
+    fails, fds, exits = [], [], []
+    for impl in impls:
+        rs = runs.get(impl, [])
+        fails.append(str(sum(r[k]["non2xx"] + r[k]["socket_errors"] for r in rs for k in ("alone", "loaded_ping", "loaded_cpu"))))
+        fds.append(str(max((r["fd_growth"] for r in rs), default=0)))
+        outcomes = sorted(
+            {
+                ("0" if r["exit"] == 0 else str(r["exit"]))
+                + (f", {r['leaked_processes']} workers left" if r["leaked_processes"] else "")
+                for r in rs
+            }
+        )
+        exits.append("; ".join(outcomes))
+    return " / ".join(fails), " / ".join(fds), " / ".join(exits)
+
+
+def build_tables(results, impls):
+    """Two tables: /ping latency, then throughput and hygiene; one row per (mode, setting)."""
+    latency = [["mode", "setting", "/ping alone p50", "/ping alone p99", "/ping under /cpu load p50",
+                "/ping under /cpu load p99"]]
+    throughput = [["mode", "setting", "/ping alone req/s", "/cpu req/s (under the mixed load)", "/cpu p99 ms",
+                   "failed requests", "fd growth", "SIGTERM exit"]]
     for group in results:
-        runs = group["runs"]
-        for label, key, field in (
-            ("/ping alone p50 ms", "alone", "p50_ms"),
-            ("/ping alone p99 ms", "alone", "p99_ms"),
-            ("/ping alone req/s", "alone", "rps"),
-            ("/ping under /cpu load p50 ms", "loaded_ping", "p50_ms"),
-            ("/ping under /cpu load p99 ms", "loaded_ping", "p99_ms"),
-            ("/ping under /cpu load req/s", "loaded_ping", "rps"),
-            ("/cpu req/s", "loaded_cpu", "rps"),
-            ("/cpu p99 ms", "loaded_cpu", "p99_ms"),
-        ):
-            vals = {impl: collect(runs, impl, key, field) for impl in impls}
-            rows.append(
-                {
-                    "mode": group["mode"],
-                    "setting": group["setting"],
-                    "measure": label,
-                    "values": vals,
-                    "ratio": ratio(med(vals.get("cpp", [])), med(vals.get("py", [])))
-                    if len(impls) == 2
-                    else "—",
-                }
-            )
-        fails = {}
-        fds = {}
-        exits = {}
-        for impl in impls:
-            f = 0
-            for r in runs.get(impl, []):
-                for key in ("alone", "loaded_ping", "loaded_cpu"):
-                    f += r[key]["non2xx"] + r[key]["socket_errors"]
-            fails[impl] = f
-            fds[impl] = max((r["fd_growth"] for r in runs.get(impl, [])), default=0)
-            exits[impl] = "; ".join(
-                sorted(
-                    {
-                        ("exit 0" if r["exit"] == 0 else f"exit {r['exit']}")
-                        + (f", {r['leaked_processes']} workers left" if r["leaked_processes"] else "")
-                        for r in runs.get(impl, [])
-                    }
-                )
-            )
-        rows.append({"mode": group["mode"], "setting": group["setting"], "measure": "failed requests",
-                     "text": {i: str(fails[i]) for i in impls}})
-        rows.append({"mode": group["mode"], "setting": group["setting"], "measure": "fd growth (max)",
-                     "text": {i: str(fds[i]) for i in impls}})
-        rows.append({"mode": group["mode"], "setting": group["setting"], "measure": "SIGTERM",
-                     "text": {i: exits[i] for i in impls}})
-    return rows
+        runs, mode, setting = group["runs"], group["mode"], group["setting"] or "—"
+        latency.append([mode, setting] + [cell(runs, impls, k, f) for k, f in (
+            ("alone", "p50_ms"), ("alone", "p99_ms"), ("loaded_ping", "p50_ms"), ("loaded_ping", "p99_ms"))])
+        throughput.append([mode, setting, cell(runs, impls, "alone", "rps"), cell(runs, impls, "loaded_cpu", "rps"),
+                           cell(runs, impls, "loaded_cpu", "p99_ms")] + list(hygiene(runs, impls)))
+    return latency, throughput
 
 
 def targets(results, impls):
@@ -504,39 +493,38 @@ def targets(results, impls):
     return lines
 
 
+def print_table(table, markdown):
+    if markdown:
+        print("| " + " | ".join(table[0]) + " |")
+        print("|" + "---|" * len(table[0]))
+        for row in table[1:]:
+            print("| " + " | ".join(row) + " |")
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(*table)]
+        for row in table:
+            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+
+
 def print_report(results, impls, header, markdown):
-    rows = build_rows(results, impls)
-    names = [IMPL_NAMES[i] for i in impls]
-    cols = ["mode", "setting", "measurement"] + names + (["C++/Python"] if len(impls) == 2 else [])
-    table = []
-    for r in rows:
-        if "text" in r:
-            cells = [r["text"][i] for i in impls] + ([""] if len(impls) == 2 else [])
-        else:
-            cells = [fmt_ms(r["values"][i]) for i in impls] + ([r["ratio"]] if len(impls) == 2 else [])
-        table.append([r["mode"], r["setting"], r["measure"]] + cells)
-    t = targets(results, impls)
+    latency, throughput = build_tables(results, impls)
+    who = " / ".join(IMPL_NAMES[i] for i in impls) + (" (ratio)" if len(impls) == 2 else "")
     print()
     for line in header:
         print(line)
     print()
-    if markdown:
-        print("| " + " | ".join(cols) + " |")
-        print("|" + "---|" * len(cols))
-        for row in table:
-            print("| " + " | ".join(row) + " |")
-        if t:
-            print()
-            print("| target | this run | met |")
-            print("|---|---|---|")
-            for name, value, ok in t:
-                print(f"| {name} | {value} | {'met' if ok else '**not met**'} |")
-    else:
-        widths = [max(len(str(x)) for x in col) for col in zip(cols, *table)]
-        for row in [cols] + table:
-            print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
-        if t:
-            print()
+    print(f"/ping latency, ms, {who}:")
+    print()
+    print_table(latency, markdown)
+    print()
+    print(f"Throughput and hygiene, {who}:")
+    print()
+    print_table(throughput, markdown)
+    t = targets(results, impls)
+    if t:
+        print()
+        if markdown:
+            print_table([["target", "this run", "met"]] + [[n, v, "met" if ok else "**not met**"] for n, v, ok in t], True)
+        else:
             for name, value, ok in t:
                 print(f"{'met    ' if ok else 'NOT MET'}  {name}: {value}")
 
@@ -660,7 +648,7 @@ def main(argv):
             pass
 
         cfg = Cfg()
-        cfg.wrk, cfg.script, cfg.duration = a.wrk, script, a.duration
+        cfg.wrk, cfg.script, cfg.duration, cfg.quick = a.wrk, script, a.duration, a.quick
         cfg.cpu_connections, cfg.ping_connections = a.cpu_connections, a.ping_connections
         cfg.probe_connections, cfg.probe_delay_ms = a.probe_connections, a.probe_delay_ms
         for rep in range(a.repeats):
