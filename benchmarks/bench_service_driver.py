@@ -213,6 +213,9 @@ class Server:
         return self.stderr.read().decode(errors="replace")[-2000:]
 
     def fd_count(self):
+        if self.proc.poll() is not None:
+            die(f"{self.impl} exited with status {self.proc.returncode} during the measurement: "
+                f"{' '.join(self.command)}\n{self.stderr_text()}", 1)
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def settled_fd_count(self, baseline, timeout=3.0):
