@@ -73,6 +73,7 @@ demo() {
   local exe ran=0
   for exe in build/release/examples/example_*; do
     [[ -f "$exe" && -x "$exe" ]] || continue
+    [[ "$exe" == */example_http_service ]] && continue # serves until stopped: run by bench_service_driver.py below
     echo
     echo "==> $exe"
     "$exe"

@@ -585,7 +585,7 @@ def parse_args(argv):
     ap.add_argument("--hogs", type=int, default=0, help="busy-loop processes beside the measurement")
     ap.add_argument("--target-ms", type=float, default=20.0, help="CPU time of one /cpu call (default 20)")
     ap.add_argument("--cpu-connections", type=int, default=4, help="wrk connections hammering /cpu (default 4)")
-    ap.add_argument("--ping-connections", type=int, default=2, help="wrk connections on /ping alone (default 2)")
+    ap.add_argument("--ping-connections", type=int, default=16, help="wrk connections on /ping alone (default 16: fewer leave the server idle between ping-pongs)")
     ap.add_argument("--probe-connections", type=int, default=1, help="wrk connections on /ping under load (default 1)")
     ap.add_argument("--probe-delay-ms", type=int, default=0, help="pause before each /ping under load (default 0)")
     ap.add_argument("--wrk", default=shutil.which("wrk"))
