@@ -95,6 +95,15 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
+def loadavg():
+    """The 1-minute load average (other work on the machine shows here)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def die(message, code=2):
     print(f"bench_service_driver: {message}", file=sys.stderr)
     sys.exit(code)
@@ -376,6 +385,7 @@ def measure_server(impl, cmd, cfg, n):
     finally:
         code, leaked = server.stop()
     return {
+        "loadavg": loadavg(),
         "alone": alone,
         "loaded_ping": ping,
         "loaded_cpu": cpu_result,
@@ -684,8 +694,11 @@ def main(argv):
             hogs.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    loads = [r["loadavg"] for g in groups for rs in g["runs"].values() for r in rs]
     header = [
-        f"bench_service: {available_cpus()} CPUs, {a.hogs} hogs, wrk -t1: /ping alone -c{a.ping_connections}; "
+        f"bench_service: {available_cpus()} CPUs, {a.hogs} hogs"
+        + (f", load average {min(loads):.1f}–{max(loads):.1f} during the runs" if loads else "")
+        + f", wrk -t1: /ping alone -c{a.ping_connections}; "
         f"under load /cpu -c{a.cpu_connections} and /ping -c{a.probe_connections}"
         + (f" paced {a.probe_delay_ms} ms" if a.probe_delay_ms else "")
         + f"; {a.duration} s per phase; {a.repeats} repeats (median, range)",
