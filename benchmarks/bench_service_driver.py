@@ -19,13 +19,15 @@ and socket errors), the server's fd count growth (fds in /proc/PID/fd after the
 phase, once its connections have closed, minus before), whether SIGTERM ended it
 with exit status 0 and whether worker processes outlived it.
 
-Calibration (before any hogs start, on an idle machine): each implementation is
-started in inline mode (the call runs on the loop thread: no hand-off cost) and
-single /cpu requests are timed on one keep-alive connection; the median /ping
-time on the same connection (the HTTP round trip) is subtracted. n grows 4x
-until a call takes >= 2 ms, is scaled linearly to --target-ms, and corrected
-once from a median of 5 calls at that size. Each server's answer is checked
-against cpu_work(n) computed here.
+Calibration (before any hogs start): each implementation is started in inline
+mode (the call runs on the loop thread: no hand-off cost) and single /cpu
+requests are sent on one keep-alive connection; the cost of one is the CPU
+time the server's threads used for it (/proc/PID/task/*/schedstat, in ns: other
+work on the machine does not change it, unlike wall time) minus that of a /ping
+(the HTTP part). n grows 4x until a call costs >= 2 ms, is scaled linearly to
+--target-ms, and corrected once from a median of 5 calls at that size. Where
+schedstat is missing, wall time is used instead (said in the output). The
+answer to /cpu?n=1000 is checked against cpu_work(1000) computed here.
 
 Options: --quick (about 20 s: 1 s per wrk, one repeat, for the CI smoke test;
 failures, fd growth, a wrong answer or an unclean exit then make the exit status 1),
@@ -294,18 +296,48 @@ class Client:
         self.conn.close()
 
 
+def process_cpu_ns(pid):
+    """CPU time (ns) of every thread of `pid` so far, from /proc/PID/task/*/schedstat
+    (nanoseconds, unlike the 10 ms ticks of /proc/PID/stat); None where unavailable."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
 def calibrate(impl, paths, target_ms, quick, start):
-    """n so that one /cpu call takes target_ms on this implementation (inline mode)."""
+    """n so that one /cpu call costs target_ms of CPU on this implementation.
+
+    The server runs in inline mode (the call runs on its loop thread) and the CPU
+    time its threads used per request is read from /proc/PID/task/*/schedstat
+    (what another process on the machine does not change, unlike wall time),
+    minus the CPU time of a /ping (the HTTP part). Where schedstat is missing,
+    the wall time of single requests is used instead, minus a /ping's.
+    Returns (n, ms per call, "cpu" or "wall")."""
     server = Server(impl, server_command(impl, paths, "inline", 1, 0, start))
     client = Client(server.port)
+    pid = server.proc.pid
+    clock = "cpu" if process_cpu_ns(pid) is not None else "wall"
+
+    def timed(path):
+        before = process_cpu_ns(pid) if clock == "cpu" else 0
+        status, body, wall = client.get(path)
+        if status != 200:
+            die(f"{impl}: GET {path} answered {status} {body!r} during calibration", 1)
+        return (process_cpu_ns(pid) - before) / 1e9 if clock == "cpu" else wall
+
     try:
         status, body, _ = client.get("/cpu?n=1000")
         if status != 200 or body != b"%d\n" % cpu_work(1000):
             die(f"{impl}: GET /cpu?n=1000 answered {status} {body!r}; expected 200 {cpu_work(1000)}", 1)
-        ping = statistics.median(client.get("/ping")[2] for _ in range(20 if quick else 100))
+        ping = statistics.median(timed("/ping") for _ in range(20 if quick else 100))
 
         def cost(n, k):
-            return max(1e-6, statistics.median(client.get(f"/cpu?n={n}")[2] for _ in range(k)) - ping)
+            return max(1e-6, statistics.median(timed(f"/cpu?n={n}") for _ in range(k)) - ping)
 
         n = 1000
         while True:
@@ -319,7 +351,7 @@ def calibrate(impl, paths, target_ms, quick, start):
     finally:
         client.close()
         server.stop()
-    return n, measured
+    return n, measured, clock
 
 
 # ---------------------------------------------------------------------------
@@ -642,9 +674,9 @@ def main(argv):
     t_start = time.monotonic()
     calibration = {}
     for impl in a.impls:
-        n, ms = calibrate(impl, paths, a.target_ms, a.quick, a.start)
-        calibration[impl] = {"n": n, "ms_per_call": ms}
-        print(f"calibrated {IMPL_NAMES[impl]}: n = {n} -> {ms:.1f} ms per /cpu call (inline, idle)", flush=True)
+        n, ms, clock = calibrate(impl, paths, a.target_ms, a.quick, a.start)
+        calibration[impl] = {"n": n, "ms_per_call": ms, "clock": clock}
+        print(f"calibrated {IMPL_NAMES[impl]}: n = {n} -> {ms:.1f} ms of {clock} time per /cpu call (inline)", flush=True)
 
     hogs = Hogs(a.hogs) if a.hogs else None
     groups = []
@@ -703,7 +735,8 @@ def main(argv):
         + (f" paced {a.probe_delay_ms} ms" if a.probe_delay_ms else "")
         + f"; {a.duration} s per phase; {a.repeats} repeats (median, range)",
         "calibrated /cpu: " + ", ".join(
-            f"{IMPL_NAMES[i]} n={calibration[i]['n']} ({calibration[i]['ms_per_call']:.1f} ms)" for i in a.impls
+            f"{IMPL_NAMES[i]} n={calibration[i]['n']} ({calibration[i]['ms_per_call']:.1f} ms {calibration[i]['clock']})"
+            for i in a.impls
         ),
     ]
     print_report(groups, a.impls, header, a.markdown)
