@@ -119,11 +119,16 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent():
+    """preexec_fn of every child (servers, wrk, hogs): SIGKILL when the driver dies."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+def _hog_preexec():
+    _die_with_parent()
+    os.setpriority(os.PRIO_PROCESS, 0, 0)  # normal priority (fails quietly if we were niced)
 
 
 class Hogs:
@@ -131,7 +136,7 @@ class Hogs:
         self.procs = [
             subprocess.Popen(
                 [sys.executable, "-c", "while True: pass"],
-                preexec_fn=_die_with_parent,
+                preexec_fn=_hog_preexec,
                 stdin=subprocess.DEVNULL,
             )
             for _ in range(n)
@@ -194,7 +199,8 @@ class Server:
         self.command = command
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.stderr,
+            preexec_fn=_die_with_parent,
         )
         self.port = self._read_port(start_timeout)
         self.workers_seen = []
@@ -366,7 +372,9 @@ class Wrk:
             wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency",
             "-s", script, f"http://127.0.0.1:{port}{path}",
         ]
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent
+        )
 
     def result(self):
         out, _ = self.proc.communicate()
@@ -655,7 +663,15 @@ def parse_args(argv):
     return a
 
 
+def _stop_on_signal(signum, _frame):
+    # SystemExit unwinds through the finally blocks: the server is stopped,
+    # the hogs killed (children also have PR_SET_PDEATHSIG as a last resort).
+    sys.exit(128 + signum)
+
+
 def main(argv):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # SIGINT is ignored in `cmd &` jobs
+        signal.signal(sig, _stop_on_signal)
     a = parse_args(argv)
     if not a.wrk or not os.access(a.wrk, os.X_OK):
         print("bench_service_driver: wrk not found (Debian: apt-get install wrk); skipping", file=sys.stderr)
