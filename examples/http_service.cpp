@@ -10,9 +10,7 @@
 //   curl 'http://127.0.0.1:8080/cpu?n=20000000'    # about 20 ms of one core
 #include "http_request.hpp"
 
-#include <offload/metrics.hpp>
 #include <offload/offload.hpp>
-#include <offload/stream.hpp>
 
 #include <fmt/format.h>
 
@@ -170,16 +168,13 @@ struct service {
         for (std::size_t i = 0; i < statuses.size(); ++i)
             if (statuses[i] == status) ++responses[i];
     }
-    // The library's families, then ours in the same Prometheus text format.
-    std::string metrics_text() const {
-        std::string out = metrics.prometheus();
-        out += "# HELP http_responses_total Responses sent, by status.\n# TYPE http_responses_total counter\n";
+    // Our counters join the library's families (the pool, the loop, its lag) in /metrics.
+    void add_metrics() {
         for (std::size_t i = 0; i < statuses.size(); ++i)
-            out += fmt::format("http_responses_total{{status=\"{}\"}} {}\n", statuses[i], responses[i]);
-        out += "# HELP http_cpu_abandoned_total /cpu calls cancelled because the client hung up.\n"
-               "# TYPE http_cpu_abandoned_total counter\n";
-        out += fmt::format("http_cpu_abandoned_total {}\n", abandoned);
-        return out;
+            metrics.add_counter("http_responses", "Responses sent, by status",
+                                [this, i] { return double(responses[i]); }, {{"status", std::to_string(statuses[i])}});
+        metrics.add_counter("http_cpu_abandoned", "/cpu calls cancelled because the client hung up",
+                            [this] { return double(abandoned); });
     }
 };
 
@@ -257,7 +252,7 @@ task<reply> answer(service& svc, offload::stream& s, const http::request& req) {
     if (svc.stopping) co_return reply{503, "shutting down\n"};
     if (req.path == "/ping") co_return reply{200, "pong\n"};
     if (req.path == "/cpu") co_return co_await cpu_endpoint(svc, s, req.query);
-    co_return reply{200, svc.metrics_text(), offload::prometheus_content_type};
+    co_return reply{200, svc.metrics.prometheus(), offload::prometheus_content_type};
 }
 
 // One task per connection: read a head, answer it, until the client or we close.
@@ -269,47 +264,51 @@ task<> serve_client(service& svc, offload::stream s) {
         ~forget() { svc.clients.erase(me); }
     } forget_me{svc, me};
 
-    for (bool keep_alive = true; keep_alive && !svc.stopping;) {
-        std::string head;
-        bool too_large = false;
-        me->idle = true;
-        try {
-            head = co_await s.read_until("\r\n\r\n"); // bounded by server_options::limit
-        } catch (const offload::incomplete_read_error&) {
-            break; // the client closed the connection (between requests, or mid-head)
-        } catch (const offload::limit_overrun_error&) {
-            too_large = true;
-        }
-        if (too_large) {
-            svc.count(431);
-            s.write(http::response(431, "the request head is over 8 KiB\n", false));
-            co_await s.drain();
-            break;
-        }
-        me->idle = false;
-        ++svc.busy;
-        struct done_guard {
-            service& svc;
-            ~done_guard() {
-                if (--svc.busy == 0 && svc.stopping) svc.drained.set();
-            }
-        } done{svc};
-
-        auto parsed = http::parse_head(head);
-        reply r;
-        if (parsed.status != 0) {
-            r = reply{parsed.status, fmt::format("{}\n", parsed.reason)};
-        } else {
+    try {
+        for (bool keep_alive = true; keep_alive && !svc.stopping;) {
+            std::string head;
+            bool too_large = false;
+            me->idle = true;
             try {
-                r = co_await answer(svc, s, parsed.req);
-            } catch (const client_gone&) {
+                head = co_await s.read_until("\r\n\r\n"); // bounded by server_options::limit
+            } catch (const offload::incomplete_read_error&) {
+                break; // the client closed the connection (between requests, or mid-head)
+            } catch (const offload::limit_overrun_error&) {
+                too_large = true;
+            }
+            if (too_large) {
+                svc.count(431);
+                s.write(http::response(431, "the request head is over 8 KiB\n", false));
+                co_await s.drain();
                 break;
             }
+            me->idle = false;
+            ++svc.busy;
+            struct done_guard {
+                service& svc;
+                ~done_guard() {
+                    if (--svc.busy == 0 && svc.stopping) svc.drained.set();
+                }
+            } done{svc};
+
+            auto parsed = http::parse_head(head);
+            reply r;
+            if (parsed.status != 0) {
+                r = reply{parsed.status, fmt::format("{}\n", parsed.reason)};
+            } else {
+                try {
+                    r = co_await answer(svc, s, parsed.req);
+                } catch (const client_gone&) {
+                    break;
+                }
+            }
+            keep_alive = parsed.req.keep_alive && !svc.stopping;
+            svc.count(r.status);
+            s.write(http::response(r.status, r.body, keep_alive, r.type, r.extra_headers));
+            co_await s.drain();
         }
-        keep_alive = parsed.req.keep_alive && !svc.stopping;
-        svc.count(r.status);
-        s.write(http::response(r.status, r.body, keep_alive, r.type, r.extra_headers));
-        co_await s.drain();
+    } catch (const offload::connection_reset_error&) {
+        // The client went away while we wrote to it: nothing left to do.
     }
     s.close();
 }
@@ -333,6 +332,7 @@ task<int> serve(const options& opt, offload::process_pool* procs) {
     svc.metrics.add("loop", lag);
     if (procs) svc.metrics.add("cpu", *procs);
     if (threads) svc.metrics.add("cpu", *threads);
+    svc.add_metrics();
 
     auto handler = [&svc](offload::stream s) { return serve_client(svc, std::move(s)); };
     auto server = co_await offload::start_server(handler, opt.host, opt.port, {.limit = http::max_head_size});
