@@ -8,6 +8,7 @@
 #include <offload/task.hpp>
 #include <offload/task_handle.hpp>
 
+#include <busy_wait.hpp>
 #include <fd_count.hpp>
 
 #include <catch2/catch.hpp>
@@ -488,4 +489,54 @@ TEST_CASE("event_loop: a readable fd is noticed after a step or two of a task th
     ::close(sv[0]);
     ::close(sv[1]);
     CHECK(waited <= 3);
+}
+
+TEST_CASE("event_loop: stats() counts steps, polls and sleeps, and sees tasks, ready steps and timers",
+          "[event_loop]") {
+    event_loop loop;
+    loop.set_debug(false);
+    const loop_stats before = loop.stats();
+    CHECK(before.steps == 0);
+    CHECK(before.tasks == 0);
+    auto body = [&]() -> task<> {
+        const loop_stats a = loop.stats();
+        CHECK(a.tasks == 1); // this one
+        loop.call_soon([] {});
+        const loop_stats queued = loop.stats();
+        CHECK(queued.ready >= 1);
+        co_await sleep(2ms); // the loop has nothing to do: it sleeps
+        const loop_stats b = loop.stats();
+        CHECK(b.steps > a.steps);
+        CHECK(b.polls > a.polls);
+        CHECK(b.sleeps > a.sleeps);
+        CHECK(b.sleeps <= b.polls);
+        CHECK(b.slow_steps == 0);
+        CHECK_FALSE(b.debug);
+        auto h = loop.call_later(1h, [] {});
+        CHECK(loop.stats().timers == b.timers + 1);
+        h.cancel();
+        offload::test::busy_wait(30ms); // slow, but debug mode is off: not counted
+        co_await sleep(0ms);
+        CHECK(loop.stats().slow_steps == 0);
+    };
+    loop.run_until_complete(body());
+    CHECK(loop.stats().tasks == 0);
+}
+
+TEST_CASE("event_loop: stats() counts a slow step in debug mode, once per report", "[event_loop]") {
+    event_loop loop;
+    loop.set_debug(true);
+    loop.set_slow_callback_duration(50ms);
+    std::size_t reports = 0;
+    loop.set_slow_callback_handler([&reports](const slow_callback_report&) { ++reports; });
+    auto body = [&]() -> task<> {
+        co_await sleep(1ms);
+        offload::test::busy_wait(200ms); // one step that holds the loop
+        co_await sleep(1ms);
+    };
+    loop.run_until_complete(body());
+    const loop_stats s = loop.stats();
+    CHECK(s.debug);
+    CHECK(reports >= 1);
+    CHECK(s.slow_steps == reports);
 }

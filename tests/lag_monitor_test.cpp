@@ -70,3 +70,38 @@ TEST_CASE("lag_monitor: a monitor that outlives its loop stops by itself", "[lag
     auto s = mon.stats();
     CHECK(s.samples >= 1);
 }
+
+TEST_CASE("lag_monitor: counts the firings later than its threshold", "[lag_monitor]") {
+    auto s = run([]() -> task<lag_stats> {
+        lag_monitor mon(1ms, 30ms);
+        CHECK(mon.threshold() == 30ms);
+        mon.start();
+        co_await sleep(10ms);
+        std::this_thread::sleep_for(80ms); // blocks the loop: one late firing
+        co_await sleep(10ms);
+        std::this_thread::sleep_for(80ms); // and another
+        co_await sleep(10ms);
+        mon.stop();
+        co_return mon.stats();
+    }());
+    CHECK(s.threshold == 30ms);
+    CHECK(s.over_threshold >= 2);
+    CHECK(s.over_threshold < s.samples); // the prompt firings are not counted
+    lag_monitor fresh;
+    CHECK(fresh.threshold() == lag_monitor::default_threshold);
+    CHECK(fresh.stats().over_threshold == 0);
+}
+
+TEST_CASE("lag_monitor: reset forgets the count over the threshold too", "[lag_monitor]") {
+    lag_monitor mon(1ms, 0ns); // every late firing counts
+    run([](lag_monitor& m) -> task<> {
+        m.start();
+        co_await sleep(5ms);
+        std::this_thread::sleep_for(5ms);
+        co_await sleep(5ms);
+        m.stop();
+    }(mon));
+    CHECK(mon.stats().over_threshold >= 1);
+    mon.reset();
+    CHECK(mon.stats().over_threshold == 0);
+}

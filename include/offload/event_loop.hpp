@@ -16,6 +16,8 @@
 #include <offload/task.hpp>
 
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <source_location>
 #include <stdexcept>
@@ -31,6 +33,32 @@ namespace detail {
 /// The machinery under a public event_loop (for the library's own layers).
 inline loop_core& core_of(event_loop& loop) noexcept;
 } // namespace detail
+
+/// A snapshot of the loop's own counters, taken by event_loop::stats().
+/// Counters are cumulative since the loop was constructed; the last four
+/// fields are values now. Thread safety: a plain value.
+struct loop_stats {
+    /// Steps run: coroutine resumptions, callbacks, timer and fd callbacks.
+    std::uint64_t steps = 0;
+    /// Waits for events (epoll), including the zero-timeout polls made while work is ready.
+    std::uint64_t polls = 0;
+    /// Polls that could block: the loop had nothing ready and parked its thread
+    /// (after its spin, if any) until an event, a timer or a wake-up.
+    std::uint64_t sleeps = 0;
+    /// Debug mode only: steps that held the loop for slow_callback_duration or
+    /// longer (each one reported to the slow-callback handler). Stays 0 outside debug mode.
+    std::uint64_t slow_steps = 0;
+    /// epoll_ctl calls made for fd registrations (add_reader, readable(), async_fd).
+    std::uint64_t epoll_ctl_calls = 0;
+    /// Tasks of this loop that have not finished.
+    std::size_t tasks = 0;
+    /// Steps queued to run now.
+    std::size_t ready = 0;
+    /// Timers scheduled now (call_later, call_at, sleeps, timeouts).
+    std::size_t timers = 0;
+    /// Whether debug mode is on.
+    bool debug = false;
+};
 
 /// A scheduled call_later / call_at callback; cancel() unschedules it.
 /// Thread safety: use it on its loop's thread only.
@@ -206,6 +234,27 @@ public:
 
     /// Number of timers currently scheduled (call_later, call_at, sleeps).
     std::size_t scheduled_timers() const noexcept { return loop_core::scheduled_timers(); }
+
+    /// The loop's counters: steps, polls, sleeps, slow steps, epoll_ctl calls,
+    /// and tasks, ready steps and timers now. Counting costs the loop a plain
+    /// increment; this call walks the loop's task list (O(tasks)).
+    /// Thread safety: call it on the loop's thread (debug mode checks).
+    /// Example: `auto s = loop.stats(); fmt::print("{} steps, {} sleeps\n", s.steps, s.sleeps);`
+    loop_stats stats() {
+        check_thread("event_loop::stats");
+        const detail::loop_counters& c = counters();
+        loop_stats s;
+        s.steps = c.steps;
+        s.polls = c.polls;
+        s.sleeps = c.sleeps;
+        s.slow_steps = c.slow_steps;
+        s.epoll_ctl_calls = io_ctl_calls();
+        tasks().for_each([&s](detail::task_record* t) { s.tasks += t->done ? 0 : 1; });
+        s.ready = ready_steps();
+        s.timers = loop_core::scheduled_timers();
+        s.debug = get_debug();
+        return s;
+    }
 
 private:
     friend detail::loop_core& detail::core_of(event_loop&) noexcept;

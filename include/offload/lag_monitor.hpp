@@ -19,13 +19,18 @@
 
 namespace offload {
 
-/// What a lag_monitor measured: the number of timer firings and the
-/// percentiles of their lateness (actual firing time minus due time).
+/// What a lag_monitor measured: the number of timer firings, the
+/// percentiles of their lateness (actual firing time minus due time), and
+/// how many firings were later than the monitor's threshold.
 /// Percentiles are read from the histogram: within 12.5% above the true
 /// value (never above `max`); `max` is exact.
 struct lag_stats {
     std::size_t samples = 0;
     std::chrono::nanoseconds p50{0}, p95{0}, p99{0}, max{0};
+    /// Samples whose lateness exceeded `threshold` (exact, not from the histogram).
+    std::uint64_t over_threshold = 0;
+    /// The monitor's threshold (see lag_monitor's constructor).
+    std::chrono::nanoseconds threshold{0};
 };
 
 /// Measures event-loop lag with a periodic timer on the loop it was started on.
@@ -39,12 +44,20 @@ struct lag_stats {
 /// stop() and stats() while it runs).
 /// Cancellation: not an awaitable; stop() or destruction unschedules it. If the
 /// loop is destroyed first, the monitor stops by itself and keeps its stats.
-/// Example: `lag_monitor mon; mon.start(); … auto s = mon.stats(); fmt::print("{}\n", s.p99);`
+/// Example: `lag_monitor mon(1ms, 10ms); mon.start(); … auto s = mon.stats();
+/// fmt::print("p99 {} and {} lags over 10 ms\n", s.p99, s.over_threshold);`
 class lag_monitor final : detail::timer_node {
 public:
-    /// A monitor that samples every `interval` once started.
-    explicit lag_monitor(std::chrono::nanoseconds interval = std::chrono::milliseconds(1)) noexcept
-        : interval_(std::max(interval, std::chrono::nanoseconds(1))) {}
+    /// The default `threshold`: the same as the loop's default slow_callback_duration.
+    static constexpr std::chrono::nanoseconds default_threshold = std::chrono::milliseconds(100);
+
+    /// A monitor that samples every `interval` once started, and counts the
+    /// samples later than `threshold` (lag_stats::over_threshold): the number
+    /// to alert on, where percentiles hide rare stalls. A negative threshold is treated as 0.
+    explicit lag_monitor(std::chrono::nanoseconds interval = std::chrono::milliseconds(1),
+                         std::chrono::nanoseconds threshold = default_threshold) noexcept
+        : interval_(std::max(interval, std::chrono::nanoseconds(1))),
+          threshold_(std::max(threshold, std::chrono::nanoseconds(0))) {}
     lag_monitor(const lag_monitor&) = delete;
     lag_monitor& operator=(const lag_monitor&) = delete;
     /// Stops the monitor.
@@ -69,8 +82,14 @@ public:
     /// True while sampling.
     bool running() const noexcept { return queued(); }
 
-    /// Forgets every sample.
-    void reset() noexcept { lateness_.reset(); }
+    /// Forgets every sample (and the count over the threshold).
+    void reset() noexcept {
+        lateness_.reset();
+        over_threshold_ = 0;
+    }
+
+    /// The threshold given to the constructor.
+    std::chrono::nanoseconds threshold() const noexcept { return threshold_; }
 
     /// The lateness percentiles of the samples so far.
     lag_stats stats() const {
@@ -82,6 +101,8 @@ public:
         s.p50 = std::chrono::nanoseconds(h.percentile(50));
         s.p95 = std::chrono::nanoseconds(h.percentile(95));
         s.p99 = std::chrono::nanoseconds(h.percentile(99));
+        s.over_threshold = over_threshold_;
+        s.threshold = threshold_;
         return s;
     }
 
@@ -91,6 +112,7 @@ private:
         const auto late = std::max(now - deadline, detail::clock::duration::zero());
         const auto v = static_cast<std::uint64_t>(std::chrono::nanoseconds(late).count());
         lateness_.record(v);
+        if (late > threshold_) ++over_threshold_;
         deadline = now + interval_;
         loop_->add_timer(this);
     }
@@ -98,6 +120,8 @@ private:
     void discard() noexcept override { loop_ = nullptr; }
 
     std::chrono::nanoseconds interval_;
+    std::chrono::nanoseconds threshold_;
+    std::uint64_t over_threshold_ = 0; // loop thread only, like the histogram's writes
     detail::loop_core* loop_ = nullptr;
     detail::latency_histogram lateness_;
 };

@@ -15,6 +15,7 @@
 #include <offload/gather.hpp>
 #include <offload/lag_monitor.hpp>
 #include <offload/map.hpp>
+#include <offload/metrics.hpp>
 #include <offload/mutex.hpp>
 #include <offload/outcome.hpp>
 #include <offload/process_pool.hpp>
@@ -27,6 +28,9 @@
 #include <offload/shield.hpp>
 #include <offload/sleep.hpp>
 #include <offload/slow_callback.hpp>
+#include <offload/stream.hpp>
+#include <offload/stream_errors.hpp>
+#include <offload/stream_options.hpp>
 #include <offload/task.hpp>
 #include <offload/task_group.hpp>
 #include <offload/task_handle.hpp>

@@ -29,6 +29,7 @@ DETAIL_DEPS = {
     "threads": {"base", "loop", "tasks", "threads"},
     "codec": {"base", "codec"},
     "process": {"base", "loop", "tasks", "codec", "process"},
+    "net": {"base", "net"},
 }
 
 # detail layer -> public headers it may include (the base each builds on).
@@ -40,6 +41,7 @@ PUBLIC_BASE = {
     "codec": {"codec.hpp"},
     "process": {"errors.hpp", "executor.hpp", "codec.hpp", "serialize.hpp", "process_pool_options.hpp",
                 "available_cpus.hpp"},
+    "net": {"stream_errors.hpp", "stream_options.hpp"},
 }
 
 # What a TU that includes the first headers must never reach.

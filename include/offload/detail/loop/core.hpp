@@ -76,6 +76,15 @@ struct executor_holder {
 
 class loop_core;
 
+/// The loop's own counters (event_loop::stats() reads them). Plain integers,
+/// written and read on the loop thread only: counting costs an increment.
+struct loop_counters {
+    std::uint64_t steps = 0;      // steps run: resumptions, callbacks, timer and fd callbacks
+    std::uint64_t polls = 0;      // epoll waits (zero-timeout polls included)
+    std::uint64_t sleeps = 0;     // polls that could block: nothing was ready and no completion came during the spin
+    std::uint64_t slow_steps = 0; // debug mode: steps that took slow_callback_duration or longer
+};
+
 /// A call_later / call_at callback: a timer node shared (reference-counted)
 /// by the loop's heap and the timer_handles that can cancel it.
 struct callback_timer final : timer_node {
@@ -160,6 +169,10 @@ public:
     void detach_io(int fd) noexcept { fds_.detach(fd); }
     /// How many epoll_ctl calls the loop's fd registrations made so far.
     std::uint64_t io_ctl_calls() const noexcept { return fds_.ctl_calls(); }
+    /// The loop's counters (loop thread only).
+    const loop_counters& counters() const noexcept { return counters_; }
+    /// Steps queued to run now.
+    std::size_t ready_steps() const noexcept { return ready_.size(); }
     void add_signal(int sig, std::function<void()> fn) {
         check_thread("event_loop::add_signal_handler");
         signals_.add(sig, std::move(fn), epfd_);
@@ -251,6 +264,7 @@ private:
     std::unique_ptr<stall_watch> watch_; // debug mode, from the first run on (tested on every step)
     intrusive_list<task_record> tasks_;
     std::vector<task_record*> retired_;
+    loop_counters counters_;
     bool debug_ = false;
     const thread_state* owner_ = &tls; // the loop's thread (the constructor's until run)
 
@@ -449,7 +463,10 @@ OFFLOAD_DECL void loop_core::update_watch() {
 // The watchdog flagged the step that just ended: time it, report it if slow.
 OFFLOAD_DECL void loop_core::report_flagged_step() {
     const auto took = steps_.took();
-    if (took >= slow_threshold_) report_slow(took);
+    if (took >= slow_threshold_) {
+        ++counters_.slow_steps;
+        report_slow(took);
+    }
 }
 
 OFFLOAD_DECL void loop_core::report_slow(std::chrono::nanoseconds took) {
@@ -536,6 +553,7 @@ OFFLOAD_DECL void loop_core::run_once() {
 }
 
 OFFLOAD_DECL void loop_core::run_step(small_function& fn) {
+    ++counters_.steps;
     tls.ctx = nullptr;
     if (!watch_) {
         try {
@@ -597,6 +615,8 @@ OFFLOAD_DECL void loop_core::poll(bool may_block) {
     if (spun && spin_for_completions(io_soon, evs, n) && n <= 0) timeout_ns = 0; // a remote completion arrived
     const bool sleeping = n <= 0 && timeout_ns != 0;
     if (sleeping && !remote_.prepare_sleep()) timeout_ns = 0;
+    ++counters_.polls;
+    counters_.sleeps += sleeping && timeout_ns != 0 ? 1 : 0; // an epoll wait that may block (parks the thread)
     if (watch_ && sleeping && timeout_ns != 0) steps_.set_idle(true);
     for (; n <= 0;) {
         if (have_pwait2_) {
