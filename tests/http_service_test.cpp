@@ -111,13 +111,14 @@ public:
     /// Sends `sig` to the service process (or to its whole group).
     void signal(int sig, bool group = false) const { ::kill(group ? -pid_ : pid_, sig); }
 
-    /// Waits for the service to exit; its exit status, or -1 if it was killed or did not exit in time.
+    /// Waits for the service to exit: its exit status, 128 + the signal that
+    /// killed it, or -1 if it did not exit in time.
     int wait_exit(std::chrono::seconds limit = 30s) {
         int status = 0;
         bool exited = offload::test::wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit);
         if (!exited) return -1;
         pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
 
 private:
