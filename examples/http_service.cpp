@@ -239,6 +239,8 @@ task<reply> cpu_endpoint(service& svc, offload::stream& s, std::string_view quer
         co_return reply{502, fmt::format("the worker computing this died ({}); the pool replaced it\n", e.what())};
     } catch (const offload::executor_closed&) {
         co_return reply{503, "shutting down\n"};
+    } catch (const offload::broken_executor& e) { // the pool cannot run calls any more (worker_crashed is caught above)
+        co_return reply{503, fmt::format("the worker pool is broken: {}\n", e.what())};
     } catch (const client_gone&) {
         ++svc.abandoned;
         throw; // nobody left to answer

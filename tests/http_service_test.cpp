@@ -111,13 +111,14 @@ public:
     /// Sends `sig` to the service process (or to its whole group).
     void signal(int sig, bool group = false) const { ::kill(group ? -pid_ : pid_, sig); }
 
-    /// Waits for the service to exit; its exit status, or -1 if it was killed or did not exit in time.
+    /// Waits for the service to exit: its exit status, 128 + the signal that
+    /// killed it, or -1 if it did not exit in time.
     int wait_exit(std::chrono::seconds limit = 30s) {
         int status = 0;
         bool exited = offload::test::wait_until([&] { return ::waitpid(pid_, &status, WNOHANG) == pid_; }, limit);
         if (!exited) return -1;
         pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
 
 private:
@@ -404,14 +405,21 @@ TEST_CASE("http_service: a thousand connections leave no fd behind", "[http_serv
     CHECK(svc.wait_exit() == 0);
 }
 
-TEST_CASE("http_service: SIGTERM drains the request in flight, exits 0 and leaves no process", "[http_service]") {
-    for (const char* mode : {"thread", "process"}) {
-        INFO("mode " << mode);
+TEST_CASE("http_service: SIGTERM (or Ctrl-C to the group) drains the request in flight, exits 0, leaves no process",
+          "[http_service]") {
+    struct how {
+        const char* mode;
+        int sig;
+        bool group; // as a terminal's Ctrl-C: the workers and the forkserver get it too
+    };
+    for (how h : {how{"thread", SIGTERM, false}, how{"process", SIGTERM, false}, how{"process", SIGINT, true}}) {
+        const char* mode = h.mode;
+        INFO("mode " << mode << ", signal " << h.sig << (h.group ? " to the process group" : ""));
         service_process svc({"--mode", mode, "--workers", "1", "--grace-ms", "20000", "--timeout-ms", "20000"});
         const auto below = descendants(svc.pid());
         // About 0.2 s of work at -O2, more in sanitizer and -O0 builds: well within the grace.
         constexpr std::uint64_t n = 200'000'000;
-        offload::run([](service_process& svc) -> task<> {
+        offload::run([](service_process& svc, how h) -> task<> {
             auto s = co_await offload::open_connection("127.0.0.1", svc.port());
             auto idle = co_await offload::open_connection("127.0.0.1", svc.port()); // a keep-alive client
             auto first = co_await get(idle, "/ping");
@@ -420,7 +428,7 @@ TEST_CASE("http_service: SIGTERM drains the request in flight, exits 0 and leave
             co_await s.drain();
             bool running = co_await metric_reaches(svc.port(), busy_metric, 1);
             REQUIRE(running);
-            svc.signal(SIGTERM);
+            svc.signal(h.sig, h.group);
             auto r = co_await read_response(s);
             CHECK(r.status == 200);
             CHECK(r.body == std::to_string(expected_cpu(n)) + "\n");
@@ -429,7 +437,7 @@ TEST_CASE("http_service: SIGTERM drains the request in flight, exits 0 and leave
             CHECK(eof.empty()); // the idle connection was closed
             s.close();
             idle.close();
-        }(svc));
+        }(svc, h));
         CHECK(svc.wait_exit() == 0);
         for (pid_t p : below) {
             bool gone = offload::test::wait_until([&] { return offload::test::process_gone(p); }, 10s);
