@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 libopenmpi-dev openmpi-bin python3-mpi4py)
+DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 wrk libopenmpi-dev openmpi-bin python3-mpi4py)
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16)
 
 usage() {
@@ -73,6 +73,7 @@ demo() {
   local exe ran=0
   for exe in build/release/examples/example_*; do
     [[ -f "$exe" && -x "$exe" ]] || continue
+    [[ "$exe" == */example_http_service ]] && continue # serves until stopped: run by bench_service_driver.py below
     echo
     echo "==> $exe"
     "$exe"
@@ -99,6 +100,20 @@ demo() {
     echo
     echo "==> $exe --hogs $hogs"
     "$exe" --hogs "$hogs" --json "${exe_name}_hogs.json"
+  done
+  # The HTTP service example under wrk beside its asyncio peer (issue 11):
+  # idle, then with 2 busy-loop processes beside it.
+  local service
+  for service in build/release/examples/http_service build/release/examples/example_http_service; do
+    [[ -x "$service" ]] || continue
+    echo
+    echo "==> benchmarks/bench_service_driver.py --cpp $service"
+    /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 --json bench_service.json
+    echo
+    echo "==> benchmarks/bench_service_driver.py --cpp $service --hogs 2"
+    /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 --hogs 2 \
+      --json bench_service_hogs.json
+    break
   done
 }
 

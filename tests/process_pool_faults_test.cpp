@@ -715,3 +715,27 @@ TEST_CASE("process_pool: a spawn pool in a program that forgot worker_main fails
         }
     });
 }
+
+TEST_CASE("process_pool: the forkserver outlives SIGINT and SIGTERM (Ctrl-C to the process group)",
+          "[process_pool][forkserver]") {
+    without_leaks([] {
+        process_pool pool({.workers = 1, .start = start_method::forkserver});
+        run([](process_pool& pool) -> task<> {
+            int worker = co_await run_in_executor(pool, pp::my_pid);
+            // Our children: the forkserver (the workers are its children).
+            std::vector<pid_t> servers;
+            for (pid_t c : children_of(::getpid()))
+                if (c != worker) servers.push_back(c);
+            REQUIRE(servers.size() == 1);
+            ::kill(servers[0], SIGINT);
+            ::kill(servers[0], SIGTERM);
+            // A fatal signal would have ended it by now; a respawn needs it alive.
+            ::kill(worker, SIGKILL);
+            bool respawned = co_await eventually([&] { return pool.stats().respawns == 1; });
+            REQUIRE(respawned);
+            int next = co_await run_in_executor(pool, pp::my_pid);
+            CHECK(next != worker);
+            CHECK_FALSE(process_gone(servers[0]));
+        }(pool));
+    });
+}

@@ -458,11 +458,37 @@ struct server_state {
     }
 };
 
-inline task<> run_connection(std::shared_ptr<server_state> srv, std::uint64_t id, int fd) {
+/// What a connection task gives back however it ends, even when it is
+/// cancelled before its first step (close_clients() right after an accept):
+/// its body then never runs, but its frame, and this parameter with it, is
+/// destroyed. Without it, such a connection's fd leaked and its entry stayed
+/// in `connections`, so wait_closed() never returned.
+struct connection_slot {
+    std::shared_ptr<server_state> srv;
+    std::uint64_t id = 0;
+    int fd = -1;
+
+    connection_slot(std::shared_ptr<server_state> s, std::uint64_t i, int f) noexcept
+        : srv(std::move(s)), id(i), fd(f) {}
+    connection_slot(connection_slot&& o) noexcept : srv(std::move(o.srv)), id(o.id), fd(std::exchange(o.fd, -1)) {}
+    connection_slot& operator=(connection_slot&&) = delete;
+    ~connection_slot() { release(); }
+
+    /// Closes the fd if no stream took it, and removes the connection from its server.
+    void release() noexcept {
+        if (fd >= 0) ::close(std::exchange(fd, -1));
+        if (auto st = std::move(srv)) {
+            st->connections.erase(id);
+            st->check_done();
+        }
+    }
+};
+
+inline task<> run_connection(connection_slot slot) {
     std::exception_ptr failed;
     try {
-        stream s(fd, srv->opts.stream());
-        co_await srv->handler(std::move(s));
+        stream s(std::exchange(slot.fd, -1), slot.srv->opts.stream());
+        co_await slot.srv->handler(std::move(s));
     } catch (const cancelled_error&) { // close_clients(): the expected way out
     } catch (...) {
         failed = std::current_exception();
@@ -470,8 +496,7 @@ inline task<> run_connection(std::shared_ptr<server_state> srv, std::uint64_t id
     if (failed)
         if (loop_core* l = loop_core::current())
             l->call_exception_handler({"exception in a stream server's connection handler", failed, {}});
-    srv->connections.erase(id);
-    srv->check_done();
+    slot.release();
 }
 
 inline task<> accept_loop(std::shared_ptr<server_state> srv) {
@@ -482,12 +507,8 @@ inline task<> accept_loop(std::shared_ptr<server_state> srv) {
         if (fd >= 0) {
             backoff = srv->opts.accept_backoff_min;
             std::uint64_t id = srv->next_id++;
-            try {
-                srv->connections.emplace(id, create_task(run_connection, srv, id, fd));
-            } catch (...) {
-                ::close(fd);
-                throw;
-            }
+            // The slot owns the fd from here on, and removes the entry when the task ends.
+            srv->connections.emplace(id, create_task(run_connection(connection_slot(srv, id, fd))));
             if (++accepted_in_a_row >= 32) { // a flood of connections must not starve the loop
                 accepted_in_a_row = 0;
                 co_await sleep(std::chrono::nanoseconds(0));

@@ -115,6 +115,13 @@ private:
 [[noreturn]] OFFLOAD_DECL void run_forkserver(int sock, pid_t parent) {
     for (int s = 1; s < NSIG; ++s)
         if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD) ::signal(s, SIG_DFL);
+    // Ctrl-C reaches the whole foreground process group, and systemd's SIGTERM
+    // every process of the service: the server must outlive both, or its
+    // workers die with it (PDEATHSIG) under calls the parent is still draining.
+    // It still ends with the parent (PDEATHSIG) or when the pool stops it.
+    // Python's forkserver ignores SIGINT for the same reason.
+    ::signal(SIGINT, SIG_IGN);
+    ::signal(SIGTERM, SIG_IGN);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
