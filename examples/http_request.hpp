@@ -1,5 +1,5 @@
 // http_request.hpp — the little HTTP/1.x that examples/http_service.cpp
-// speaks: find the end of a request head, parse it (request line, headers,
+// speaks: parse a request head (request line, headers,
 // keep-alive, a body we refuse), read one query parameter, format a response.
 // No I/O here, so it is tested on its own (tests/http_request_test.cpp).
 // Not a general HTTP library: enough to serve GET endpoints correctly.
@@ -34,16 +34,6 @@ struct parse_result {
     const char* reason = "";
     request req;
 };
-
-/// Where the head in `buf` ends (just past its blank line), or 0 while the
-/// blank line has not arrived. Accepts CRLF and, as most servers do, bare LF.
-inline std::size_t find_head_end(std::string_view buf) {
-    for (std::size_t i = buf.find('\n'); i != std::string_view::npos; i = buf.find('\n', i + 1)) {
-        if (i + 1 < buf.size() && buf[i + 1] == '\n') return i + 2;
-        if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
-    }
-    return 0;
-}
 
 namespace detail {
 
@@ -88,8 +78,8 @@ inline std::string_view next_line(std::string_view& rest) {
 
 } // namespace detail
 
-/// Parses a complete head (as delimited by find_head_end). The views in the
-/// result point into `head`.
+/// Parses a complete head (up to and including its blank line). The views in
+/// the result point into `head`.
 inline parse_result parse_head(std::string_view head) {
     parse_result r;
     auto fail = [&](int status, const char* reason) {

@@ -25,6 +25,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <vector>
 
 using offload::task;
 using namespace std::chrono_literals;
@@ -185,7 +186,7 @@ task<std::uint64_t> compute(service& svc, std::uint64_t n) {
         co_return cpu_work(n);
     case mode::thread: // a thread of the pool; the loop stays free
         co_return co_await offload::run_in_executor(*svc.threads, cpu_work_stoppable, n);
-    case mode::process: // a worker process: no GIL-like sharing of a core, and killable
+    case mode::process: // a worker process: killed on timeout or cancel; a crash fails only this call
         co_return co_await offload::run_in_executor(*svc.procs, cpu_work, n);
     }
     throw std::logic_error("unknown mode");
@@ -347,8 +348,10 @@ task<int> serve(const options& opt, offload::process_pool* procs) {
     // 4. cancel the rest (their offloads too: a running worker is killed).
     server.close();
     svc.stopping = true;
+    std::vector<offload::task_ref> idle; // cancelled outside the walk: a task leaving erases its entry
     for (auto& c : svc.clients)
-        if (c.idle) c.task.cancel("shutting down");
+        if (c.idle) idle.push_back(c.task);
+    for (auto& t : idle) t.cancel("shutting down");
     if (svc.busy > 0) {
         try {
             co_await offload::wait_for(svc.drained.wait(), opt.grace);

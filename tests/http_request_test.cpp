@@ -5,15 +5,6 @@
 
 #include <string>
 
-TEST_CASE("http_request: the head ends at the first blank line, CRLF or bare LF", "[http]") {
-    CHECK(http::find_head_end("GET / HTTP/1.1\r\nHost: x\r\n") == 0);
-    CHECK(http::find_head_end("GET / HTTP/1.1\r\nHost: x\r\n\r") == 0);
-    std::string two = "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
-    CHECK(http::find_head_end(two) == two.size() / 2);
-    CHECK(http::find_head_end("GET / HTTP/1.1\n\n") == 16);
-    CHECK(http::find_head_end("") == 0);
-}
-
 TEST_CASE("http_request: a GET with a query and headers parses", "[http]") {
     auto r = http::parse_head("GET /cpu?n=5&x=y HTTP/1.1\r\nHost: localhost\r\nAccept:*/*\r\n\r\n");
     REQUIRE(r.status == 0);
