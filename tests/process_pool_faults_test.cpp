@@ -22,6 +22,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -737,5 +738,45 @@ TEST_CASE("process_pool: the forkserver outlives SIGINT and SIGTERM (Ctrl-C to t
             CHECK(next != worker);
             CHECK_FALSE(process_gone(servers[0]));
         }(pool));
+    });
+}
+
+// The forkserver's workers die with it (PDEATHSIG), and only it could report
+// their exits: the pool must count them dead itself. It waited for reports that
+// never came, and its destructor polled the server's hung-up socket, which is
+// always readable, for its whole 7 s bound at 100% of a core.
+TEST_CASE("process_pool: a killed forkserver breaks the pool, whose destructor does not spin",
+          "[process_pool][forkserver]") {
+    without_leaks([] {
+        auto cpu_seconds = [] {
+            rusage u{};
+            ::getrusage(RUSAGE_SELF, &u);
+            return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+                   static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+        };
+        double before = 0;
+        {
+            process_pool pool({.workers = 1, .start = start_method::forkserver});
+            run([](process_pool& pool) -> task<> {
+                int worker = co_await run_in_executor(pool, pp::my_pid);
+                std::vector<pid_t> servers;
+                for (pid_t c : children_of(::getpid()))
+                    if (c != worker) servers.push_back(c);
+                REQUIRE(servers.size() == 1);
+                ::kill(servers[0], SIGKILL);
+                bool worker_gone = co_await eventually([&] { return process_gone(worker); });
+                REQUIRE(worker_gone);
+                bool broken = false;
+                try {
+                    (void)co_await run_in_executor(pool, pp::my_pid);
+                } catch (const broken_executor& e) {
+                    broken = true;
+                    INFO(e.what());
+                }
+                CHECK(broken);
+            }(pool));
+            before = cpu_seconds();
+        }
+        CHECK(cpu_seconds() - before < 1.0);
     });
 }

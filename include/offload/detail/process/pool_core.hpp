@@ -102,6 +102,7 @@ private:
     static std::string startup_failure(const worker_process& w, pid_t pid, int sig, int code);
     static std::string describe_death(int sig, int code);
     void on_server() noexcept;
+    void forkserver_died() noexcept;
     void drain_early_exits() noexcept;
     void dispatch() noexcept;
     void resolve(process_call* c) noexcept;

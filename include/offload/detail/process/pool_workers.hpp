@@ -212,12 +212,25 @@ OFFLOAD_DECL void process_pool_core::on_server() noexcept {
         if (got == 0) {
             if (loop_) loop_->clear_io(forkserver_.fd(), false);
             if (!closed_.load()) break_pool("offload::broken_executor: the pool's forkserver died");
+            forkserver_died();
             return;
         }
         if (got < 0) return;
         if (m.type == forkserver_msg::exited)
             if (auto* w = find_pid(m.pid)) on_exit(*w, m.status);
     }
+}
+
+// The forkserver is gone, and its workers with it (they die with their parent:
+// PDEATHSIG, or the getppid() check of one not yet armed). Only the server could
+// report their exits, so count them dead here; otherwise the pool would wait for
+// reports that never come, and drive_blocking() would poll the server's hung-up
+// socket (always readable) until its bound. No kill(): the pid of a worker
+// already reaped by init may have been reused.
+OFFLOAD_DECL void process_pool_core::forkserver_died() noexcept {
+    forkserver_.stop(); // reaps it; running() is false from here on
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+        if (workers_[i]->st != worker_process::state::dead) on_exit(*workers_[i], SIGKILL);
 }
 
 // Exit reports that start_worker read off the forkserver socket while it waited
