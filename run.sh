@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # offload's one entry point.
 #   bash run.sh demo   build the release preset, run the examples and benchmarks
-#   bash run.sh test   check the formatting (clang-format-16), then build and test
-#                      the presets dev, debug (g++ -O0), asan-ubsan and tsan
+#   bash run.sh test   check the formatting (clang-format-16) and the API
+#                      reference (scripts/api_docs.sh: Doxygen, no warnings),
+#                      then build and test the presets dev, debug (g++ -O0),
+#                      asan-ubsan and tsan
 #                      (override: OFFLOAD_PRESETS="dev tsan" bash run.sh test)
 # Installs missing Debian packages first (apt-get, only when something is missing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 wrk libopenmpi-dev openmpi-bin python3-mpi4py)
-TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16)
+TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16 doxygen)
 
 usage() {
   echo "usage: bash run.sh demo|test" >&2
@@ -130,6 +132,14 @@ test_all() {
     echo "==> unformatted code: run bash scripts/check_format.sh --fix"
     failed=$((failed + 1))
     failed_presets+=("format")
+  fi
+  echo "==> API reference (Doxygen, docs/Doxyfile): every public name documented, no warnings"
+  if bash scripts/api_docs.sh build/api; then
+    passed=$((passed + 1))
+  else
+    echo "==> API reference has warnings: document the names above (///), see scripts/api_docs.sh"
+    failed=$((failed + 1))
+    failed_presets+=("api-docs")
   fi
   for preset in "${presets[@]}"; do
     echo

@@ -202,6 +202,8 @@ struct completion_awaiter final : list_waiter<completion_awaiter<T>> {
 template <class T>
 class next_completion {
 public:
+    /// Waits for the next task to finish: its result, or its exception rethrown
+    /// (with a timeout, timeout_error once the deadline passed).
     [[nodiscard]] detail::completion_awaiter<T> operator co_await() const { return detail::completion_awaiter<T>(s_); }
 
 private:
@@ -216,18 +218,25 @@ private:
 template <class T>
 class as_completed_range {
 public:
+    /// An input iterator over the items; every item awaits the next completion.
     class iterator {
     public:
+        /// An item: an awaitable next_completion.
         using value_type = next_completion<T>;
+        /// Required by std::input_iterator.
         using difference_type = std::ptrdiff_t;
+        /// A single-pass range.
         using iterator_category = std::input_iterator_tag;
 
         iterator() = default;
+        /// The item here (an awaitable of the next completion).
         next_completion<T> operator*() const { return next_completion<T>(s_); }
+        /// Moves to the next item.
         iterator& operator++() noexcept {
             ++i_;
             return *this;
         }
+        /// Moves to the next item; returns the iterator as it was.
         iterator operator++(int) noexcept {
             iterator old = *this;
             ++i_;
@@ -242,7 +251,9 @@ public:
         std::size_t i_ = 0;
     };
 
+    /// The first item.
     iterator begin() const { return iterator(s_, 0); }
+    /// Past the last item (size() items in all).
     iterator end() const { return iterator(s_, s_->size()); }
     /// The number of distinct tasks, which is the number of results to await.
     std::size_t size() const noexcept { return s_->size(); }

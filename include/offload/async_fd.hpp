@@ -179,11 +179,13 @@ public:
     /// The awaiter of readable() / writable(): resumes once the bit is set.
     struct ready_awaiter : detail::fd_op {
         using fd_op::fd_op;
+        /// Nothing; throws std::system_error if the wait failed (the fd was closed meanwhile: operation_canceled).
         void await_resume() const { result(); }
     };
     /// The awaiter of read_some() / write_some(): returns the bytes moved.
     struct transfer_awaiter : detail::fd_op {
         using fd_op::fd_op;
+        /// The bytes moved; throws std::system_error if the syscall failed.
         std::size_t await_resume() const { return result(); }
     };
 
@@ -192,6 +194,7 @@ public:
     /// Takes `fd` (non-blocking) and registers it with the running loop of this
     /// thread. Throws as described above; the fd is then not taken.
     explicit async_fd(int fd);
+    /// Takes over `o`'s fd and registration; `o` becomes empty.
     async_fd(async_fd&& o) noexcept : src_(std::exchange(o.src_, nullptr)) {}
     /// Closes the fd held so far (waiters of it throw), then takes `o`'s.
     async_fd& operator=(async_fd&& o) noexcept {
@@ -206,7 +209,9 @@ public:
 
     /// The fd, or -1 when empty.
     int fd() const noexcept { return src_ ? src_->fd : -1; }
+    /// True while it holds an fd (not empty, closed or released).
     bool is_open() const noexcept { return src_ != nullptr; }
+    /// is_open().
     explicit operator bool() const noexcept { return is_open(); }
 
     /// Removes the fd from epoll (EPOLL_CTL_DEL), then closes it. A task
@@ -241,12 +246,14 @@ public:
 
     /// The readiness bits (true: the next syscall is worth trying).
     bool read_ready() const noexcept { return src_ && src_->ready[0]; }
+    /// The write readiness bit (true: the next write is worth trying).
     bool write_ready() const noexcept { return src_ && src_->ready[1]; }
     /// Say that your own syscall met EAGAIN: the next readable() / writable()
     /// waits for a new edge. Kept set after a hang-up or error.
     void clear_read_ready() noexcept {
         if (src_ && !src_->closed[0]) src_->ready[0] = false;
     }
+    /// The write side of clear_read_ready().
     void clear_write_ready() noexcept {
         if (src_ && !src_->closed[1]) src_->ready[1] = false;
     }

@@ -52,17 +52,20 @@ class barrier {
 public:
     /// Awaiter of wait(): the wait-list node; resumes with the arrival index.
     struct wait_awaiter final : detail::list_waiter<wait_awaiter> {
-        barrier* b;
-        std::size_t index = 0;
-        bool broken = false; // woken by abort() or reset(), or the barrier was broken
+        barrier* b; ///< The barrier waited at.
+        std::size_t index = 0; ///< The arrival index that wait() returns.
+        bool broken = false; ///< Woken by abort() or reset(), or the barrier was broken
 
+        /// A wait at `bar`; `loc` is the caller, for debug-mode reports.
         wait_awaiter(barrier* bar, std::source_location loc) noexcept : list_waiter(loc), b(bar) {}
+        /// Moves an awaiter that is not waiting yet.
         wait_awaiter(wait_awaiter&& o) noexcept : list_waiter(std::move(o)), b(o.b) {}
         // A frame destroyed while it waits (loop teardown) leaves the round.
         ~wait_awaiter() {
             if (linked()) --b->waiting_;
         }
 
+        /// True when the barrier is broken, or this arrival completes the round (it then releases it).
         bool await_ready() {
             if (b->broken_) {
                 broken = true;
@@ -73,16 +76,19 @@ public:
             b->release_round();
             return true;
         }
+        /// Joins the round (false: a pending cancellation, thrown at once).
         bool await_suspend(std::coroutine_handle<> h) {
             if (!suspend_in(b->waiters_, h)) return false;
             ++b->waiting_;
             return true;
         }
+        /// The arrival index; broken_barrier_error if the barrier was broken or reset.
         std::size_t await_resume() {
             finish_wait();
             if (broken) throw broken_barrier_error();
             return index;
         }
+        /// Leaves a round that is still filling, and throws cancelled_error.
         void cancel() noexcept override {
             if (linked()) --b->waiting_; // leaves the round that fills (not once released)
             list_waiter::cancel();

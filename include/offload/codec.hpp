@@ -50,6 +50,7 @@ protected:
 class byte_writer {
 public:
     byte_writer() = default;
+    /// An owning writer with room for `reserve` bytes already allocated.
     explicit byte_writer(std::size_t reserve) { grow_to(reserve); }
     /// Writes into `sink` from its start; the sink must outlive the writer.
     explicit byte_writer(byte_sink& sink) : sink_(&sink) {
@@ -101,8 +102,11 @@ public:
         fds_.clear();
     }
 
+    /// The file descriptors recorded so far by add_fd(), in index order.
     const std::vector<int>& fds() const noexcept { return fds_; }
+    /// The bytes written so far (valid until the next write, which may move them).
     std::span<const std::byte> bytes() const noexcept { return {data_, size_}; }
+    /// The number of bytes written so far.
     std::size_t size() const noexcept { return size_; }
     /// The bytes as a vector (moved out when the writer owns them, else copied).
     std::vector<std::byte> take_bytes() {
@@ -148,10 +152,13 @@ private:
 /// Thread safety: none; the spans must outlive the reader.
 class byte_reader {
 public:
+    /// Reads `bytes`; `fds` are the descriptors that came with them (see fd_at()).
     explicit byte_reader(std::span<const std::byte> bytes, std::span<const int> fds = {}) noexcept
         : bytes_(bytes), fds_(fds) {}
 
+    /// Bytes consumed so far (the offset that error messages name).
     std::size_t offset() const noexcept { return pos_; }
+    /// Bytes not yet consumed.
     std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
 
     /// Throws serialization_error: "<what> at byte offset N".
@@ -236,6 +243,7 @@ public:
         return fds_[index];
     }
 
+    /// Every file descriptor that came with the message.
     std::span<const int> fds() const noexcept { return fds_; }
 
     /// Throws unless every byte was consumed.
@@ -318,16 +326,24 @@ void encode_tied(byte_writer& w, const Tie& fields) {
 template <class T>
     requires std::is_arithmetic_v<T>
 struct codec<T> {
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = sizeof(T);
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const T& v) { w.write_fixed(v); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static T decode(byte_reader& r) { return r.read_fixed<T>(detail::type_name<T>()); }
 };
 
 /// bool: one byte, 0 or 1.
 template <>
 struct codec<bool> {
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = 1;
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const bool& v) { w.write_fixed(static_cast<std::uint8_t>(v)); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static bool decode(byte_reader& r) {
         const auto b = r.read_fixed<std::uint8_t>("bool");
         if (b > 1) r.fail("bool", "byte " + std::to_string(b) + " is neither 0 nor 1");
@@ -339,17 +355,26 @@ struct codec<bool> {
 template <class E>
     requires std::is_enum_v<E>
 struct codec<E> {
+    /// The integer type that goes on the wire.
     using underlying = std::underlying_type_t<E>;
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = sizeof(underlying);
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const E& v) { codec<underlying>::encode(w, static_cast<underlying>(v)); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static E decode(byte_reader& r) { return static_cast<E>(codec<underlying>::decode(r)); }
 };
 
 /// std::monostate: nothing on the wire.
 template <>
 struct codec<std::monostate> {
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = 0;
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer&, const std::monostate&) {}
+    /// Reads one value (serialization_error on malformed or truncated input).
     static std::monostate decode(byte_reader&) { return {}; }
 };
 
@@ -357,9 +382,14 @@ struct codec<std::monostate> {
 template <class Rep, class Period>
     requires serializable<Rep>
 struct codec<std::chrono::duration<Rep, Period>> {
+    /// The duration type this codec handles.
     using type = std::chrono::duration<Rep, Period>;
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = detail::min_size<Rep>();
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const type& v) { codec<Rep>::encode(w, v.count()); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static type decode(byte_reader& r) { return type(codec<Rep>::decode(r)); }
 };
 

@@ -54,11 +54,13 @@ public:
     /// Awaiter of wait(): the node of the condition's wait list, then of the
     /// mutex's (it is a mutex lock awaiter once notified).
     struct wait_awaiter final : detail::permits::acquire_awaiter {
-        condition* cv;
-        bool notified = false; // moved to the mutex's queue by notify()
-        bool queued = false;   // in the mutex's queue (notified or cancelled)
+        condition* cv; ///< The condition waited on.
+        bool notified = false; ///< Moved to the mutex's queue by notify()
+        bool queued = false;   ///< In the mutex's queue (notified or cancelled)
 
+        /// A wait on `c`; `loc` is the caller, for debug-mode reports.
         wait_awaiter(condition* c, std::source_location loc) noexcept : acquire_awaiter(&c->m_->permit_, loc), cv(c) {}
+        /// Moves an awaiter that is not waiting yet.
         wait_awaiter(wait_awaiter&& o) noexcept : acquire_awaiter(std::move(o)), cv(o.cv) {}
         // A frame destroyed while it waits (loop teardown) still has the guard
         // or the unlock() of its caller ahead, which believes it holds the
@@ -72,7 +74,9 @@ public:
                 pool->take_back();
         }
 
+        /// Always waits.
         bool await_ready() const noexcept { return false; }
+        /// Releases the mutex and joins the wait list (false: a pending cancellation, thrown at once, mutex held).
         bool await_suspend(std::coroutine_handle<> h) {
             // A pending cancellation: throw at once, still holding the mutex.
             if (!arm(h)) return false;
@@ -82,6 +86,8 @@ public:
         }
         // await_resume: acquire_awaiter's (leave the mutex's line, throw if cancelled).
 
+        /// Cancels the wait: it ends holding the mutex and throws cancelled_error;
+        /// a notification it got goes to the next waiter.
         // Before the task resumed (the mutex may already be handed to it: it
         // keeps it, and throws); await_resume disarms us as the task resumes.
         void cancel() noexcept override {
@@ -97,6 +103,7 @@ public:
             }
         }
 
+        /// Joins the mutex's line (when notified or cancelled).
         void to_mutex() {
             queued = true;
             pool->take_or_enqueue(this);

@@ -24,6 +24,7 @@ namespace offload {
 class cancelled_error {
 public:
     cancelled_error() = default;
+    /// With a message of your own (cancel(message) passes its message here).
     explicit cancelled_error(std::string what) : what_(std::move(what)) {}
     virtual ~cancelled_error() = default;
     /// What happened and what to do.
@@ -39,7 +40,9 @@ private:
 class timeout_error : public std::exception {
 public:
     timeout_error() = default;
+    /// With a message of your own instead of the default one.
     explicit timeout_error(std::string what) : what_(std::move(what)) {}
+    /// What happened and what to do.
     const char* what() const noexcept override { return what_.c_str(); }
 
 private:
@@ -51,6 +54,7 @@ private:
 /// queued call is dropped by shutdown(wait, cancel_pending = true).
 class executor_closed : public std::runtime_error {
 public:
+    /// With the message what() returns.
     explicit executor_closed(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -58,12 +62,14 @@ public:
 /// crash_policy::break_pool after a worker died). Create a new executor.
 class broken_executor : public std::runtime_error {
 public:
+    /// With the message what() returns.
     explicit broken_executor(const std::string& what) : std::runtime_error(what) {}
 };
 
 /// A worker process died while running the task that receives this error.
 class worker_crashed : public broken_executor {
 public:
+    /// The message, and how the worker `pid` ended: killed by `signal`, or exited with `exit_status` (signal 0).
     worker_crashed(const std::string& what, int signal, int exit_status, pid_t pid)
         : broken_executor(what), signal_(signal), exit_status_(exit_status), pid_(pid) {}
     /// The signal that killed the worker, or 0 if it exited.
@@ -83,6 +89,7 @@ private:
 /// counterpart; carries the original type name and message.
 class remote_error : public std::runtime_error {
 public:
+    /// The worker exception's type name and its what().
     remote_error(std::string type_name, const std::string& message)
         : std::runtime_error(message), type_name_(std::move(type_name)) {}
     /// The (demangled) type name of the exception thrown in the worker.
@@ -95,6 +102,7 @@ private:
 /// A value could not be encoded or decoded on its way across a process boundary.
 class serialization_error : public std::runtime_error {
 public:
+    /// With the message what() returns.
     explicit serialization_error(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -107,6 +115,7 @@ public:
         : std::runtime_error("offload::queue_shut_down: the queue was shut down (queue::shutdown); no item can be put "
                              "any more, and none is left to get; stop producing, and let consumers end their loop "
                              "on this error") {}
+    /// With a message of your own instead of the default one.
     explicit queue_shut_down(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -118,6 +127,7 @@ public:
     broken_barrier_error()
         : std::runtime_error("offload::broken_barrier_error: the barrier was aborted or reset while tasks waited at "
                              "it; call barrier::reset() to use it again, or treat the group's work as failed") {}
+    /// With a message of your own instead of the default one.
     explicit broken_barrier_error(const std::string& what) : std::runtime_error(what) {}
 };
 

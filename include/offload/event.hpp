@@ -29,12 +29,17 @@ class event {
 public:
     /// Awaiter of wait(): it is the wait-list node, so waiting allocates nothing.
     struct wait_awaiter final : detail::list_waiter<wait_awaiter> {
+        /// The event waited on.
         event* ev;
 
+        /// A wait on `e`; `loc` is the caller, for debug-mode reports.
         wait_awaiter(event* e, std::source_location loc) noexcept : list_waiter(loc), ev(e) {}
+        /// Moves an awaiter that is not waiting yet.
         wait_awaiter(wait_awaiter&& o) noexcept : list_waiter(std::move(o)), ev(o.ev) {}
 
+        /// True (no wait) when the flag is set.
         bool await_ready() const noexcept { return ev->set_; }
+        /// Joins the wait list (false: a pending cancellation, thrown at once).
         bool await_suspend(std::coroutine_handle<> h) { return suspend_in(ev->waiters_, h); }
     };
 

@@ -65,10 +65,13 @@ struct loop_stats {
 class timer_handle {
 public:
     timer_handle() noexcept = default;
+    /// Another handle to the same timer.
     timer_handle(const timer_handle& o) noexcept : n_(o.n_) {
         if (n_) ++n_->refs;
     }
+    /// Takes over `o`'s timer; `o` becomes empty.
     timer_handle(timer_handle&& o) noexcept : n_(std::exchange(o.n_, nullptr)) {}
+    /// Refers to `o`'s timer instead (dropping this handle does not cancel the old one).
     timer_handle& operator=(timer_handle o) noexcept {
         std::swap(n_, o.n_);
         return *this;
@@ -103,8 +106,11 @@ private:
 /// Example: `event_loop loop; int v = loop.run_until_complete(answer());`
 class event_loop : private detail::loop_core {
 public:
+    /// The loop's clock (monotonic): time(), call_at and deadlines use it.
     using clock = std::chrono::steady_clock;
+    /// A duration of the loop's clock.
     using duration = clock::duration;
+    /// A point in time of the loop's clock.
     using time_point = clock::time_point;
 
     event_loop() = default;
@@ -199,9 +205,11 @@ public:
 
     /// Debug mode: reports slow steps. Also on with env OFFLOAD_DEBUG=1.
     void set_debug(bool on) { loop_core::set_debug(on); }
+    /// True while debug mode is on.
     bool get_debug() const noexcept { return loop_core::get_debug(); }
     /// The threshold above which debug mode reports a step (default 100 ms).
     void set_slow_callback_duration(duration d) { loop_core::set_slow_callback_duration(d); }
+    /// The current slow-step threshold.
     duration slow_callback_duration() const noexcept { return loop_core::slow_callback_duration(); }
     /// Where slow-step reports go (default: one line on stderr).
     void set_slow_callback_handler(slow_callback_handler fn) { loop_core::set_slow_callback_handler(std::move(fn)); }
@@ -214,6 +222,7 @@ public:
     /// std::invalid_argument for a non-positive window or a signal that is not
     /// real-time.
     void set_stall_report_options(const stall_report_options& o) { loop_core::set_stall_report_options(o); }
+    /// The current stall-report options.
     stall_report_options get_stall_report_options() const { return loop_core::get_stall_report_options(); }
     /// Where errors nobody caught go (default: one line on stderr).
     void set_exception_handler(exception_handler fn) { loop_core::set_exception_handler(std::move(fn)); }

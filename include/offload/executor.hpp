@@ -121,7 +121,9 @@ struct executor_work_access;
 /// Example: `void execute(offload::executor_work w) { queue_.push(std::move(w)); }`
 class executor_work {
 public:
+    /// Takes over `o`'s call; `o` becomes empty.
     executor_work(executor_work&& o) noexcept : item_(o.item_) { o.item_ = nullptr; }
+    /// Drops the call held (its await throws executor_closed), then takes over `o`'s.
     executor_work& operator=(executor_work&& o) noexcept {
         if (this != &o) {
             if (item_) item_->drop();
@@ -305,9 +307,13 @@ OFFLOAD_DECL std::string to_string(const executor_stats& s) {
 
 }  // namespace offload
 
+/// \namespace fmt
+/// The {fmt} library's namespace: offload specializes fmt::formatter there.
+
 /// Formats executor_stats as to_string does: `fmt::print("{}\n", pool.stats());`.
 template <>
 struct fmt::formatter<offload::executor_stats> : fmt::formatter<std::string_view> {
+    /// Writes to_string(s).
     template <class FormatContext>
     auto format(const offload::executor_stats& s, FormatContext& ctx) const {
         return fmt::formatter<std::string_view>::format(offload::to_string(s), ctx);

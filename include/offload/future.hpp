@@ -384,14 +384,18 @@ future<T> start_future(Awaiter aw) {
 template <class T>
 class future {
 public:
+    /// The result type.
     using value_type = T;
 
     /// A new pending future.
     future() : st_(new detail::future_state<T>) {}
+    /// Another reference to the same result slot (every copy sees one result).
     future(const future& o) noexcept : st_(o.st_) {
         if (st_) st_->retain();
     }
+    /// Takes over `o`'s slot; `o` becomes empty.
     future(future&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+    /// Refers to `o`'s slot instead.
     future& operator=(future o) noexcept {
         std::swap(st_, o.st_);
         return *this;

@@ -25,8 +25,12 @@ namespace offload {
 /// Percentiles are read from the histogram: within 12.5% above the true
 /// value (never above `max`); `max` is exact.
 struct lag_stats {
+    /// Timer firings measured.
     std::size_t samples = 0;
+    ///@{
+    /// Lateness percentiles (median, 95th, 99th) and the exact maximum.
     std::chrono::nanoseconds p50{0}, p95{0}, p99{0}, max{0};
+    ///@}
     /// Samples whose lateness exceeded `threshold` (exact, not from the histogram).
     std::uint64_t over_threshold = 0;
     /// The monitor's threshold (see lag_monitor's constructor).

@@ -35,7 +35,9 @@ inline constexpr std::string_view json_content_type = "application/json";
 
 /// One label of a metric of yours: `{"route", "/cpu"}`.
 struct metric_label {
+    /// The label name: `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`.
     std::string name;
+    /// The label value (any UTF-8; escaped on output).
     std::string value;
 };
 
@@ -85,7 +87,9 @@ public:
     metrics() = default;
     metrics(const metrics&) = delete;
     metrics& operator=(const metrics&) = delete;
+    /// Takes over another registry's sources.
     metrics(metrics&&) noexcept = default;
+    /// Replaces this registry's sources with another's.
     metrics& operator=(metrics&&) noexcept = default;
     ~metrics() = default;
 

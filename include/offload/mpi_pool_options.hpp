@@ -13,6 +13,9 @@
 
 namespace offload {
 
+/// Options of an mpi_pool: the size of each rank's local process pool, flow
+/// control, and the process-pool options forwarded to every rank.
+/// Example: `offload::mpi_pool pool({.local_workers = 4, .task_timeout = 30s});`
 struct mpi_pool_options {
     /// Worker processes of the local process_pool on each worker rank; 0 means
     /// that rank's available_cpus() (each rank counts its own cores).

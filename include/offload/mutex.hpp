@@ -22,7 +22,9 @@ public:
     mutex_guard() noexcept = default;
     /// Adopts a lock already taken on `m` (as by try_lock()).
     explicit mutex_guard(mutex* m) noexcept : m_(m) {}
+    /// Takes over `o`'s lock; `o` then owns none.
     mutex_guard(mutex_guard&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+    /// Unlocks the mutex owned (if any), then takes over `o`'s lock.
     mutex_guard& operator=(mutex_guard&& o) noexcept {
         if (this != &o) {
             unlock();
@@ -64,8 +66,11 @@ public:
 
     /// Awaiter of scoped_lock(): lock_awaiter that yields a mutex_guard.
     struct scoped_lock_awaiter : lock_awaiter {
+        /// The mutex the guard will unlock.
         mutex* m;
+        /// Awaits the lock of `mx`; `loc` is the caller, for debug-mode reports.
         scoped_lock_awaiter(mutex* mx, std::source_location loc) noexcept : lock_awaiter(&mx->permit_, loc), m(mx) {}
+        /// The lock, as a guard (or cancelled_error: see lock()).
         [[nodiscard]] mutex_guard await_resume() {
             lock_awaiter::await_resume();
             return mutex_guard(m);

@@ -40,3 +40,13 @@
 #include <offload/to_thread.hpp>
 #include <offload/wait.hpp>
 #include <offload/wait_for.hpp>
+
+/// \namespace offload
+/// Python asyncio's offloading model in C++20: an event loop of coroutine
+/// tasks (task, event_loop, run, create_task), timeouts and cancellation
+/// (wait_for, timeout, shield), concurrency (gather, wait, as_completed,
+/// task_group), coordination (semaphore, mutex, event, condition, barrier,
+/// queue), offloading to threads and processes (to_thread, run_in_executor,
+/// submit, map, thread_pool, process_pool, mpi_pool), streams, and
+/// diagnostics (lag_monitor, executor_stats, metrics). The guide is
+/// docs/guide.md; asyncio names side by side are in docs/asyncio.md.

@@ -37,6 +37,7 @@ class outcome {
     static_assert(!std::is_reference_v<T>, "offload::outcome<T&> is not supported: store a value or a pointer");
 
 public:
+    /// The type of the value.
     using value_type = T;
 
     /// An outcome holding a value constructed from `args`.
@@ -53,6 +54,7 @@ public:
 
     /// True if it holds a value.
     bool has_value() const noexcept { return v_.index() == 0; }
+    /// has_value().
     explicit operator bool() const noexcept { return has_value(); }
 
     /// The value; rethrows the held exception if there is no value.
@@ -60,10 +62,12 @@ public:
         throw_if_error();
         return std::get<0>(v_);
     }
+    /// The value, read-only; rethrows the held exception if there is no value.
     const T& value() const& {
         throw_if_error();
         return std::get<0>(v_);
     }
+    /// The value moved out; rethrows the held exception if there is no value.
     T&& value() && {
         throw_if_error();
         return std::get<0>(std::move(v_));

@@ -52,6 +52,9 @@ inline process_pool_core& core_of(process_pool& pool) noexcept;
 /// Example: `process_pool pool({.workers = 4}); int n = co_await run_in_executor(pool, count_primes, 100000);`
 class process_pool {
 public:
+    /// Starts the workers now (with start_method::forkserver, the server process first).
+    /// Throws std::invalid_argument for options out of range (workers > 1024, a
+    /// non-positive task_timeout or cpu_seconds, nice outside 0..19).
     explicit process_pool(process_pool_options opts = {}) : core_(std::move(opts)) {}
     process_pool(const process_pool&) = delete;
     process_pool& operator=(const process_pool&) = delete;

@@ -49,6 +49,8 @@ struct process_limits {
     std::optional<std::size_t> address_space{};
 };
 
+/// Options of a process_pool; every field has a default, so `process_pool{}` works.
+/// Example: `process_pool pool({.workers = 4, .start = start_method::spawn, .max_tasks_per_child = 100});`
 struct process_pool_options {
     /// Worker processes; 0 means max(1, available_cpus() - 1).
     std::size_t workers = 0;

@@ -26,7 +26,9 @@ public:
     semaphore_guard() noexcept = default;
     /// Adopts one permit already taken from `s` (as by try_acquire()).
     explicit semaphore_guard(semaphore* s) noexcept : sem_(s) {}
+    /// Takes over `o`'s permit; `o` then owns none.
     semaphore_guard(semaphore_guard&& o) noexcept : sem_(std::exchange(o.sem_, nullptr)) {}
+    /// Releases the permit owned (if any), then takes over `o`'s.
     semaphore_guard& operator=(semaphore_guard&& o) noexcept {
         if (this != &o) {
             reset();
@@ -69,9 +71,12 @@ public:
 
     /// Awaiter of scoped_acquire(): acquire_awaiter that yields a semaphore_guard.
     struct scoped_acquire_awaiter : acquire_awaiter {
+        /// The semaphore the guard will release.
         semaphore* sem;
+        /// Awaits a permit of `s`; `loc` is the caller, for debug-mode reports.
         scoped_acquire_awaiter(semaphore* s, std::source_location loc) noexcept
             : acquire_awaiter(&s->permits_, loc), sem(s) {}
+        /// The acquired permit, as a guard (or cancelled_error: see acquire()).
         [[nodiscard]] semaphore_guard await_resume() {
             acquire_awaiter::await_resume();
             return semaphore_guard(sem);
@@ -122,7 +127,9 @@ public:
     std::size_t value() const noexcept { return permits_.free(); }
 
 protected:
+    /// The bound of a plain semaphore: release() never throws.
     static constexpr std::size_t unbounded = std::numeric_limits<std::size_t>::max();
+    /// `n` permits; release() throws std::logic_error when the free permits already reach `bound` (bounded_semaphore).
     semaphore(std::size_t n, std::size_t bound) noexcept : permits_(n), bound_(bound) {}
 
 private:
@@ -138,6 +145,7 @@ private:
 /// Thread safety and cancellation: as semaphore.
 class bounded_semaphore : public semaphore {
 public:
+    /// A bounded semaphore with `n` permits, never more.
     explicit bounded_semaphore(std::size_t n) noexcept : semaphore(n, n) {}
 };
 

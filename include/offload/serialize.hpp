@@ -114,10 +114,16 @@ struct fields_min_size<std::tuple<F...>> : std::integral_constant<std::size_t, m
 template <class T>
     requires detail::auto_aggregate<T>
 struct codec<T> {
+    /// The field types, as a std::tuple, in wire order.
     using fields = detail::aggregate_field_types<T>;
+    /// The number of fields.
     static constexpr std::size_t count = detail::aggregate_field_count<T>();
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = detail::fields_min_size<fields>::value;
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const T& v) { detail::encode_tied(w, detail::tie_fields<count>(v)); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static T decode(byte_reader& r) {
         return [&r]<std::size_t... I>(std::index_sequence<I...>) {
             return T{codec<std::tuple_element_t<I, fields>>::decode(r)...}; // braced: left to right
@@ -130,9 +136,14 @@ struct codec<T> {
 template <class T>
     requires detail::fields_type<T>
 struct codec<T> {
+    /// The field types, as a std::tuple, in wire order.
     using fields = typename detail::decayed_tuple<decltype(std::declval<T&>().offload_fields())>::type;
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = detail::fields_min_size<fields>::value;
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const T& v) { detail::encode_tied(w, v.offload_fields()); }
+    /// Reads one value (serialization_error on malformed or truncated input).
     static T decode(byte_reader& r) {
         T v;
         auto tied = v.offload_fields();

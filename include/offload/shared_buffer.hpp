@@ -116,6 +116,7 @@ public:
 
     /// The first byte (nullptr when empty or of size 0).
     std::byte* data() noexcept { return seg_ ? seg_->data : nullptr; }
+    /// The first byte, read-only (nullptr when empty or of size 0).
     const std::byte* data() const noexcept { return seg_ ? seg_->data : nullptr; }
 
     /// The size in bytes, fixed at creation.
@@ -123,6 +124,7 @@ public:
 
     /// All the bytes.
     std::span<std::byte> bytes() noexcept { return {data(), size()}; }
+    /// All the bytes, read-only.
     std::span<const std::byte> bytes() const noexcept { return {data(), size()}; }
 
     /// The bytes as an array of T (the mapping is page-aligned). Throws
@@ -133,6 +135,8 @@ public:
         check_divisible(sizeof(T));
         return {reinterpret_cast<T*>(data()), size() / sizeof(T)};
     }
+    /// The bytes as a read-only array of T (std::invalid_argument unless
+    /// size() is a multiple of sizeof(T)).
     template <class T>
         requires std::is_trivially_copyable_v<T>
     std::span<const T> as_span() const {
@@ -165,8 +169,11 @@ private:
 /// the descriptor must be a sealed regular file (a memfd) of at least that size.
 template <>
 struct codec<shared_buffer> {
+    /// The fewest bytes an encoding takes (optional in a codec of yours: it lets a reader
+    /// reject a container count that the remaining bytes cannot hold).
     static constexpr std::size_t min_size = 1;
 
+    /// Appends the encoding of a value to the writer.
     static void encode(byte_writer& w, const shared_buffer& b) {
         // The fd must stay open until the message is sent: the caller keeps `b` alive.
         w.write_fixed(static_cast<std::uint8_t>(b ? 1 : 0));
@@ -175,6 +182,7 @@ struct codec<shared_buffer> {
         w.write_varint(b.size());
     }
 
+    /// Reads one value (serialization_error on malformed or truncated input).
     static shared_buffer decode(byte_reader& r) {
         constexpr std::string_view type = "offload::shared_buffer";
         const auto tag = r.read_fixed<std::uint8_t>(type);

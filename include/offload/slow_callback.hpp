@@ -69,6 +69,8 @@ struct stall_report_options {
     int signal = 0;
 };
 
+/// Where debug mode sends slow-step reports (event_loop::set_slow_callback_handler);
+/// called on the loop thread at the end of a step, on the watchdog thread for ongoing reports.
 using slow_callback_handler = std::function<void(const slow_callback_report&)>;
 
 /// Formats a report: one line, "offload: slow step in task 'x' held the loop for 150.3 ms; resumed at a.cpp:12,

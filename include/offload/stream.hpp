@@ -212,7 +212,9 @@ public:
         st_->local = detail::format_address(detail::socket_name(fd, false));
         st_->below_low_water.set();
     }
+    /// Takes over another stream's connection; the moved-from stream is empty.
     stream(stream&&) noexcept = default;
+    /// Closes this stream (as close() does), then takes over `o`'s connection.
     stream& operator=(stream&& o) noexcept {
         if (this != &o) {
             close();
@@ -222,6 +224,7 @@ public:
     }
     ~stream() { close(); }
 
+    /// True from construction until close() or abort() (false when empty).
     bool is_open() const noexcept { return st_ && st_->fd.is_open() && !st_->closing; }
 
     /// Up to `n` bytes: what is buffered, or else what one read brings; empty at end of file (or for n == 0).
@@ -297,6 +300,7 @@ public:
         if (st.flushing) return;
         if (!st.send_some()) st.start_flusher();
     }
+    /// write() for raw bytes.
     void write(std::span<const std::byte> bytes) {
         write(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
     }
@@ -335,10 +339,13 @@ public:
     bool at_eof() const noexcept { return st_ && st_->eof && st_->rbuf.empty(); }
     /// Bytes received and not read yet / written and not sent yet.
     std::size_t read_buffer_size() const noexcept { return st_ ? st_->rbuf.size() : 0; }
+    /// Bytes written and not sent yet (what drain() waits on).
     std::size_t write_buffer_size() const noexcept { return st_ ? st_->wbuf.size() : 0; }
     /// "127.0.0.1:5000", "[::1]:5000", "unix:/path" ("unix:" for an unnamed end).
     const std::string& peer_address() const { return state("peer_address").peer; }
+    /// This end's address, in the form of peer_address().
     const std::string& local_address() const { return state("local_address").local; }
+    /// The options the stream was made with (limit, water marks).
     const stream_options& options() const { return state("options").opts; }
     /// The socket (-1 when closed), for setsockopt and the like.
     int native_handle() const noexcept { return st_ && st_->fd.is_open() ? st_->fd.fd() : -1; }
@@ -545,8 +552,11 @@ inline void start_accepting(const std::shared_ptr<server_state>& srv) { srv->acc
 /// Thread safety: loop-local.
 class server {
 public:
+    /// Wraps a listening state; start_server and start_unix_server make servers this way.
     explicit server(std::shared_ptr<detail::server_state> st) noexcept : st_(std::move(st)) {}
+    /// Takes over another server's listener and connections; the moved-from one is empty.
     server(server&&) noexcept = default;
+    /// Shuts this server down (as the destructor does), then takes over `o`'s.
     server& operator=(server&& o) noexcept {
         if (this != &o) {
             shut();

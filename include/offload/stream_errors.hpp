@@ -16,6 +16,7 @@ namespace offload {
 /// errno as an error_code (empty otherwise).
 class stream_error : public std::runtime_error {
 public:
+    /// The message, and the errno behind it when a syscall failed.
     explicit stream_error(const std::string& what, std::error_code code = {}) : std::runtime_error(what), code_(code) {}
     /// The errno behind the error (e.g. ECONNREFUSED), or an empty code.
     std::error_code code() const noexcept { return code_; }
@@ -29,6 +30,7 @@ private:
 /// address: "offload: connection refused to 127.0.0.1:1".
 class connection_error : public stream_error {
 public:
+    /// The constructors of stream_error.
     using stream_error::stream_error;
 };
 
@@ -36,6 +38,7 @@ public:
 /// (EPIPE): asyncio's ConnectionResetError. No SIGPIPE is ever raised.
 class connection_reset_error : public stream_error {
 public:
+    /// The constructors of stream_error.
     using stream_error::stream_error;
 };
 
@@ -44,6 +47,7 @@ public:
 /// taken from the stream); expected() is the size asked for (0 for read_until).
 class incomplete_read_error : public stream_error {
 public:
+    /// The message, the bytes that came, and how many were asked for (0 for read_until).
     incomplete_read_error(const std::string& what, std::string partial, std::size_t expected)
         : stream_error(what), partial_(std::move(partial)), expected_(expected) {}
     /// The bytes that arrived before end of file.
@@ -62,6 +66,7 @@ private:
 /// caller may read(consumed()) them to skip, or close the stream.
 class limit_overrun_error : public stream_error {
 public:
+    /// The message, and how many buffered bytes hold no delimiter.
     limit_overrun_error(const std::string& what, std::size_t consumed) : stream_error(what), consumed_(consumed) {}
     /// Bytes in the buffer that hold no delimiter (or precede one found past the limit).
     std::size_t consumed() const noexcept { return consumed_; }

@@ -36,6 +36,7 @@ struct server_options {
     /// ENOMEM), the accept loop sleeps this long, doubling up to accept_backoff_max,
     /// instead of spinning on a listener that stays readable.
     std::chrono::milliseconds accept_backoff_min{10};
+    /// The longest sleep of that backoff.
     std::chrono::milliseconds accept_backoff_max{1000};
 
     /// The options of an accepted stream.

@@ -125,12 +125,17 @@ struct task_promise<void> : task_promise_base {
 template <class T>
 class [[nodiscard]] task {
 public:
+    /// The coroutine promise (what makes a function returning task<T> a coroutine).
     using promise_type = detail::task_promise<T>;
+    /// The result type.
     using value_type = T;
 
     task() noexcept = default;
+    /// Owns the coroutine frame `h` (the promise's get_return_object calls it).
     explicit task(std::coroutine_handle<promise_type> h) noexcept : h_(h) {}
+    /// Takes over `o`'s coroutine; `o` becomes empty.
     task(task&& o) noexcept : h_(std::exchange(o.h_, {})), awaited_(o.awaited_) {}
+    /// Destroys the coroutine held (if it never started, none of its body runs), then takes over `o`'s.
     task& operator=(task&& o) noexcept {
         if (this != &o) {
             destroy();
@@ -146,10 +151,15 @@ public:
     /// True while the task holds a coroutine that has not been awaited yet.
     bool valid() const noexcept { return h_ && !awaited_; }
 
+    /// What `co_await task` uses: starts the body (inline when the call depth
+    /// allows, else by symmetric transfer) and gives its result.
     struct awaiter {
+        /// The awaited task's coroutine.
         std::coroutine_handle<promise_type> h;
+        /// True when the body already ran from await_ready() and is now suspended.
         bool started = false; // the child ran from await_ready and suspended
 
+        /// Runs the body until it finishes (true: no suspension) or first suspends.
         bool await_ready() noexcept {
             if (detail::inline_depth >= detail::max_inline_depth) return false; // start by transfer
             auto& p = h.promise();
@@ -162,15 +172,19 @@ public:
             started = true;
             return false;
         }
+        /// Resumes `awaiting` when the body ends; starts the body if not started yet.
         std::coroutine_handle<> await_suspend(std::coroutine_handle<> awaiting) noexcept {
             h.promise().continuation = awaiting;
             // A started child resumes us when it finishes; otherwise start it now.
             return started ? std::noop_coroutine() : std::coroutine_handle<>(h);
         }
+        /// The result, or the body's exception rethrown.
         T await_resume() { return h.promise().take(); }
     };
 
+    /// Awaits the task (once: a second await, or one on an empty task, throws std::logic_error).
     awaiter operator co_await() & { return {claim()}; }
+    /// Awaits a task temporary, as the lvalue form does.
     awaiter operator co_await() && { return {claim()}; }
 
 private:

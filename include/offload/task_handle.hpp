@@ -45,8 +45,11 @@ struct task_handle_access {
 class task_ref {
 public:
     task_ref() noexcept = default;
+    /// Another reference to the same task.
     task_ref(const task_ref& o) noexcept : task_ref(o.st_) {}
+    /// Takes over `o`'s reference; `o` becomes empty.
     task_ref(task_ref&& o) noexcept : st_(std::exchange(o.st_, nullptr)) {}
+    /// Refers to `o`'s task instead (copy or move).
     task_ref& operator=(task_ref o) noexcept {
         std::swap(st_, o.st_);
         return *this;
@@ -69,9 +72,11 @@ public:
     /// Takes one cancellation request back; at zero, a request not yet
     /// delivered is withdrawn. Returns the requests that remain (asyncio's Task.uncancel).
     unsigned uncancel() noexcept { return st_ ? st_->uncancel() : 0; }
+    /// True once the task finished: returned, threw or was cancelled (false when empty).
     bool done() const noexcept { return st_ && st_->done; }
     /// True if the task finished by cancelled_error.
     bool cancelled() const noexcept { return st_ && st_->cancelled(); }
+    /// The name given to create_task (std::logic_error when empty).
     const std::string& name() const { return base_state()->name; }
     /// The exception the task ended with (null if none or not finished); marks it retrieved.
     std::exception_ptr exception() const noexcept {
@@ -79,14 +84,17 @@ public:
         st_->mark_retrieved();
         return st_->exception();
     }
+    /// True unless empty (default-constructed, moved from, or current_task() outside a task).
     explicit operator bool() const noexcept { return st_ != nullptr; }
     /// Two references to the same task compare equal.
     friend bool operator==(const task_ref& a, const task_ref& b) noexcept { return a.st_ == b.st_; }
 
 protected:
+    /// A new reference to `st` (for task_handle).
     explicit task_ref(detail::task_state_base* st) noexcept : st_(st) {
         if (st_) st_->retain();
     }
+    /// The task's state; std::logic_error when empty.
     detail::task_state_base* base_state() const {
         if (!st_) throw std::logic_error("offload: empty task handle; assign it the result of create_task");
         return st_;

@@ -17,6 +17,7 @@
 
 namespace offload {
 
+/// Options of a thread_pool; every field has a default, so `thread_pool{}` works.
 struct thread_pool_options {
     /// Worker threads; 0 means available_cpus().
     std::size_t workers = 0;
@@ -53,6 +54,7 @@ inline thread_pool_core& core_of(thread_pool& pool) noexcept;
 /// A CPU-bound pool beside a latency-sensitive loop: `thread_pool cpu({.nice = 10});`
 class thread_pool {
 public:
+    /// Starts `opts.workers` threads (0: available_cpus()).
     explicit thread_pool(thread_pool_options opts = {})
         : core_(opts.workers ? opts.workers : available_cpus(), opts.max_queued, std::move(opts.name), opts.nice) {}
     thread_pool(const thread_pool&) = delete;

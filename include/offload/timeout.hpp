@@ -53,6 +53,7 @@ namespace offload {
 /// ```
 class timeout_scope {
 public:
+    /// The clock of deadlines (the loop's).
     using clock = std::chrono::steady_clock;
 
     /// A scope with deadline `when` (none: no deadline until rescheduled).

@@ -34,7 +34,9 @@ enum class return_when {
 /// Example: `auto [done, pending] = co_await wait(handles, return_when::first_completed);`
 template <class T>
 struct wait_result {
+    /// The handles whose tasks have ended (returned, threw or were cancelled).
     std::vector<task_handle<T>> done;
+    /// The handles whose tasks are still running (wait() does not cancel them).
     std::vector<task_handle<T>> pending;
 };
 
