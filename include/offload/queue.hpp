@@ -4,7 +4,7 @@
 // an item put while a task waits in get() is handed to it directly;
 // task_done() and join() track when every item put has been processed;
 // shutdown() ends the queue (asyncio 3.13). The three share one skeleton,
-// detail::queue_core, and differ only in their storage policy (which item
+// basic_queue, and differ only in their storage policy (which item
 // get() takes). Waiting allocates nothing: each awaiter is its wait-list node
 // (a put() awaiter carries its item).
 #pragma once
@@ -47,6 +47,7 @@ public:
     // Puts back an item handed out by pop(): it comes out next again.
     void restore(T&& v) { items_.push_front(std::move(v)); }
     std::size_t size() const noexcept { return items_.size(); }
+    /// True if the queue holds no item.
     bool empty() const noexcept { return items_.empty(); }
     void clear() noexcept { items_.clear(); }
 
@@ -66,6 +67,7 @@ public:
     }
     void restore(T&& v) { push(std::move(v)); } // back on top
     std::size_t size() const noexcept { return items_.size(); }
+    /// True if the queue holds no item.
     bool empty() const noexcept { return items_.empty(); }
     void clear() noexcept { items_.clear(); }
 
@@ -92,6 +94,7 @@ public:
     }
     void restore(T&& v) { push(std::move(v)); } // back into the heap
     std::size_t size() const noexcept { return items_.size(); }
+    /// True if the queue holds no item.
     bool empty() const noexcept { return items_.empty(); }
     void clear() noexcept { items_.clear(); }
 
@@ -103,9 +106,11 @@ private:
     std::vector<T> items_;
     Compare comp_;
 };
+} // namespace detail
 
-/// The one skeleton of queue, lifo_queue and priority_queue; `Storage` decides
-/// which item get() takes. See queue<T> for the contract.
+/// The one skeleton of queue, lifo_queue and priority_queue (use those; this
+/// class is public so that their shared API is documented in one place);
+/// `Storage` decides which item get() takes. See queue<T> for the contract.
 ///
 /// State: `items_`; `getters_` (tasks waiting in get(), each with an empty
 /// slot) and `handed_` (getters handed an item whose task has not run yet);
@@ -127,19 +132,22 @@ private:
 /// meanwhile). The put() throws cancelled_error without having put its item,
 /// and its slot goes to the next putter, else back to free room.
 template <class T, class Storage>
-class queue_core {
+class basic_queue {
     static_assert(std::is_move_constructible_v<T>, "offload queues need a move-constructible T");
 
 public:
     /// Awaiter of get(): the wait-list node with the slot an item is handed into.
     /// Cancellation: a cancelled get() took no item; one cancelled after it was
     /// handed an item, before its task ran, gives the item back.
-    struct get_awaiter final : list_waiter<get_awaiter> {
-        queue_core* q;
-        std::optional<T> slot; // stays empty when shutdown() wakes the getter
+    struct get_awaiter final : detail::list_waiter<get_awaiter> {
+        basic_queue* q; ///< The queue waited on.
+        std::optional<T> slot; ///< The item handed over; stays empty when shutdown() wakes the getter.
 
-        get_awaiter(queue_core* qu, std::source_location loc) noexcept : list_waiter<get_awaiter>(loc), q(qu) {}
-        get_awaiter(get_awaiter&& o) noexcept : list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
+        /// Waits on `qu`; `loc` is the caller, for debug-mode reports.
+        get_awaiter(basic_queue* qu, std::source_location loc) noexcept
+            : detail::list_waiter<get_awaiter>(loc), q(qu) {}
+        /// Moves an awaiter that is not waiting yet.
+        get_awaiter(get_awaiter&& o) noexcept : detail::list_waiter<get_awaiter>(std::move(o)), q(o.q) {}
         // A frame destroyed after it was handed an item and before it ran
         // (loop teardown) puts the item back, if the queue still exists (it
         // unlinks us from handed_ when it dies).
@@ -153,6 +161,7 @@ public:
             }
         }
 
+        /// Takes an item at once if there is one; ready too when the queue is empty and shut down (resume throws).
         bool await_ready() {
             if (!q->items_.empty()) {
                 slot.emplace(q->take());
@@ -160,14 +169,16 @@ public:
             }
             return q->shut_down_; // empty and shut down: throw
         }
+        /// Joins the line of waiting getters.
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->getters_, h); }
+        /// The item; throws queue_shut_down when none will come, cancelled_error when cancelled.
         T await_resume() {
             this->unlink(); // leaves handed_: the item is ours
             this->finish_wait();
             if (!slot) throw queue_shut_down();
             return std::move(*slot);
         }
-        // Cancelled after the hand-off, before the task ran.
+        /// Cancelled after the hand-off, before the task ran: the item goes back.
         void give_back() noexcept {
             this->unlink();
             if (slot) {
@@ -180,16 +191,18 @@ public:
     /// Awaiter of put(): the wait-list node, carrying the item until it goes
     /// in. Cancellation: a cancelled put() did not put its item, also when it
     /// was granted a slot and its task had not run yet (the slot is passed on).
-    struct put_awaiter final : list_waiter<put_awaiter> {
-        queue_core* q;
-        T item;
-        bool refused = false; // the queue was shut down: the item was not put
-        bool granted = false; // a slot is reserved for the item (in q->granted_) until the task runs
+    struct put_awaiter final : detail::list_waiter<put_awaiter> {
+        basic_queue* q; ///< The queue waited on.
+        T item; ///< The item to put, carried until it goes in.
+        bool refused = false; ///< The queue was shut down: the item was not put.
+        bool granted = false; ///< A slot is reserved for the item (in q->granted_) until the task runs.
 
-        put_awaiter(queue_core* qu, T&& v, std::source_location loc)
-            : list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
+        /// Waits to put `v` into `qu`; `loc` is the caller, for debug-mode reports.
+        put_awaiter(basic_queue* qu, T&& v, std::source_location loc)
+            : detail::list_waiter<put_awaiter>(loc), q(qu), item(std::move(v)) {}
+        /// Moves an awaiter that is not waiting yet, with its item.
         put_awaiter(put_awaiter&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
-            : list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
+            : detail::list_waiter<put_awaiter>(std::move(o)), q(o.q), item(std::move(o.item)) {}
         // A frame destroyed while it holds a reserved slot (loop teardown)
         // frees the slot, if the queue still exists; nobody is woken.
         ~put_awaiter() {
@@ -199,6 +212,7 @@ public:
             }
         }
 
+        /// Puts the item at once if there is room (or refuses it after shutdown()).
         bool await_ready() {
             if (q->shut_down_) {
                 refused = true;
@@ -206,7 +220,9 @@ public:
             }
             return q->offer(item);
         }
+        /// Joins the line of waiting putters.
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->putters_, h); }
+        /// Fills the granted slot; throws queue_shut_down if the item was refused, cancelled_error when cancelled.
         void await_resume() {
             const bool had_slot = std::exchange(granted, false);
             this->unlink(); // leaves granted_
@@ -214,7 +230,7 @@ public:
             if (had_slot && !q->fill_reserved(std::move(item))) refused = true;
             if (refused) throw queue_shut_down();
         }
-        // Cancelled after it was granted a slot (or refused), before the task ran.
+        /// Cancelled after it was granted a slot (or refused), before the task ran: the slot is passed on.
         void give_back() noexcept {
             if (!std::exchange(granted, false)) return;
             this->unlink();
@@ -223,18 +239,23 @@ public:
     };
 
     /// Awaiter of join(): waits until every item put has been marked task_done().
-    struct join_awaiter final : list_waiter<join_awaiter> {
-        queue_core* q;
+    struct join_awaiter final : detail::list_waiter<join_awaiter> {
+        basic_queue* q; ///< The queue waited on.
 
-        join_awaiter(queue_core* qu, std::source_location loc) noexcept : list_waiter<join_awaiter>(loc), q(qu) {}
-        join_awaiter(join_awaiter&& o) noexcept : list_waiter<join_awaiter>(std::move(o)), q(o.q) {}
+        /// Waits on `qu`; `loc` is the caller, for debug-mode reports.
+        join_awaiter(basic_queue* qu, std::source_location loc) noexcept
+            : detail::list_waiter<join_awaiter>(loc), q(qu) {}
+        /// Moves an awaiter that is not waiting yet.
+        join_awaiter(join_awaiter&& o) noexcept : detail::list_waiter<join_awaiter>(std::move(o)), q(o.q) {}
 
+        /// Ready at once when every item put is done.
         bool await_ready() const noexcept { return q->unfinished_ == 0; }
+        /// Joins the line of waiting joiners.
         bool await_suspend(std::coroutine_handle<> h) { return this->suspend_in(q->joiners_, h); }
     };
 
-    queue_core(const queue_core&) = delete;
-    queue_core& operator=(const queue_core&) = delete;
+    basic_queue(const basic_queue&) = delete;
+    basic_queue& operator=(const basic_queue&) = delete;
 
     /// Awaits room and puts `item`: returns at once unless the queue is full.
     /// Throws queue_shut_down if the queue is shut down, or is shut down while
@@ -334,21 +355,24 @@ public:
     /// Number of items in the queue (not counting items of put() calls that
     /// wait, or that were granted room and have not run yet).
     std::size_t size() const noexcept { return items_.size(); }
+    /// True if the queue holds no item.
     bool empty() const noexcept { return items_.empty(); }
     /// True if put() would wait (never for an unbounded queue): the items,
     /// plus the room granted to put() calls that have not run yet, reach maxsize.
     bool full() const noexcept { return maxsize_ != 0 && items_.size() + reserved_ >= maxsize_; }
+    /// The bound given at construction (0: unbounded).
     std::size_t maxsize() const noexcept { return maxsize_; }
 
 protected:
-    // `storage_args` construct the storage in place (a comparator, for the heap).
+    /// A queue of at most `maxsize` items (0: unbounded); `storage_args`
+    /// construct the storage in place (a comparator, for the heap).
     template <class... A>
-    explicit queue_core(std::size_t maxsize,
-                        A&&... storage_args) noexcept(std::is_nothrow_constructible_v<Storage, A...>)
+    explicit basic_queue(std::size_t maxsize,
+                         A&&... storage_args) noexcept(std::is_nothrow_constructible_v<Storage, A...>)
         : maxsize_(maxsize), items_(std::forward<A>(storage_args)...) {}
     /// Destroying a queue that tasks still wait on is a bug; the waiters are
     /// detached so that their frames can still be destroyed safely.
-    ~queue_core() {
+    ~basic_queue() {
         getters_.clear();
         handed_.clear();
         putters_.clear();
@@ -435,27 +459,25 @@ private:
     }
 
     void check_thread(const char* what) const {
-        check_waiters_thread(getters_, what);
-        check_waiters_thread(handed_, what);
-        check_waiters_thread(putters_, what);
-        check_waiters_thread(granted_, what);
-        check_waiters_thread(joiners_, what);
+        detail::check_waiters_thread(getters_, what);
+        detail::check_waiters_thread(handed_, what);
+        detail::check_waiters_thread(putters_, what);
+        detail::check_waiters_thread(granted_, what);
+        detail::check_waiters_thread(joiners_, what);
     }
 
     std::size_t maxsize_;
     std::size_t unfinished_ = 0; // items put and not yet marked task_done()
-    std::size_t reserved_ = 0;   // slots granted to putters in granted_
+    std::size_t reserved_ = 0; // slots granted to putters in granted_
     bool shut_down_ = false;
     bool drop_all_ = false; // shutdown(true) was called
     Storage items_;
-    intrusive_list<get_awaiter> getters_;
-    intrusive_list<get_awaiter> handed_;
-    intrusive_list<put_awaiter> putters_;
-    intrusive_list<put_awaiter> granted_;
-    intrusive_list<join_awaiter> joiners_;
+    detail::intrusive_list<get_awaiter> getters_;
+    detail::intrusive_list<get_awaiter> handed_;
+    detail::intrusive_list<put_awaiter> putters_;
+    detail::intrusive_list<put_awaiter> granted_;
+    detail::intrusive_list<join_awaiter> joiners_;
 };
-
-} // namespace detail
 
 /// A FIFO queue for tasks of one event loop (asyncio.Queue). T may be move-only.
 ///
@@ -481,10 +503,10 @@ private:
 /// queue_shut_down.
 /// Example: `co_await q.put(job);` in producers, `auto job = co_await q.get(); …; q.task_done();` in workers.
 template <class T>
-class queue : public detail::queue_core<T, detail::fifo_storage<T>> {
+class queue : public basic_queue<T, detail::fifo_storage<T>> {
 public:
     /// A queue holding at most `maxsize` items; 0 means unbounded (as in asyncio).
-    explicit queue(std::size_t maxsize = 0) noexcept : detail::queue_core<T, detail::fifo_storage<T>>(maxsize) {}
+    explicit queue(std::size_t maxsize = 0) noexcept : basic_queue<T, detail::fifo_storage<T>>(maxsize) {}
 };
 
 /// A queue whose get() returns the item put last (asyncio.LifoQueue): a stack
@@ -495,10 +517,10 @@ public:
 /// get() takes it (asyncio would keep it under the items put after it).
 /// Example: `lifo_queue<int> s; s.try_put(1); s.try_put(2); s.try_get(); // 2`
 template <class T>
-class lifo_queue : public detail::queue_core<T, detail::lifo_storage<T>> {
+class lifo_queue : public basic_queue<T, detail::lifo_storage<T>> {
 public:
     /// A stack holding at most `maxsize` items; 0 means unbounded.
-    explicit lifo_queue(std::size_t maxsize = 0) noexcept : detail::queue_core<T, detail::lifo_storage<T>>(maxsize) {}
+    explicit lifo_queue(std::size_t maxsize = 0) noexcept : basic_queue<T, detail::lifo_storage<T>>(maxsize) {}
 };
 
 /// A queue whose get() returns the smallest item (asyncio.PriorityQueue).
@@ -515,11 +537,11 @@ public:
 /// back by a get() cancelled before it ran goes back into the heap.
 /// Example: `priority_queue<std::pair<int, std::string>> jobs; co_await jobs.put({0, "urgent"});`
 template <class T, class Compare = std::less<T>>
-class priority_queue : public detail::queue_core<T, detail::heap_storage<T, Compare>> {
+class priority_queue : public basic_queue<T, detail::heap_storage<T, Compare>> {
 public:
     /// A priority queue holding at most `maxsize` items (0: unbounded), ordered by `comp`.
     explicit priority_queue(std::size_t maxsize = 0, Compare comp = Compare())
-        : detail::queue_core<T, detail::heap_storage<T, Compare>>(maxsize, std::move(comp)) {}
+        : basic_queue<T, detail::heap_storage<T, Compare>>(maxsize, std::move(comp)) {}
 };
 
 } // namespace offload
