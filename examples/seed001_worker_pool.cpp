@@ -76,7 +76,8 @@ task<int> amain() {
     for (int w = 0; w < n_workers; ++w) tg.create_task(worker(q, pool, g));
 
     for (int id = 1; id <= n_items; ++id) {
-        co_await q.put(job{id, steady::now()}); // backpressure: waits while the queue is full
+        job j{id, steady::now()};
+        co_await q.put(std::move(j)); // backpressure: waits while the queue is full
         g.max_qdepth = std::max(g.max_qdepth, q.size());
         if (id % 10 == 0)
             fmt::print("put {:2}: queue depth {}/{}, busy workers {}/{}\n", id, q.size(), depth, g.busy, n_workers);
