@@ -31,7 +31,7 @@ double ms_since(clock_type::time_point t0) {
 task<int> amain(offload::process_pool& pool) {
     constexpr int calls = 4;
     constexpr int n = 15'000'000;
-    co_await offload::run_in_executor(pool, sum_of_squares_mod, 1); // the workers are up and warm
+    co_await offload::run_in_executor(pool, sum_of_squares_mod, 1); // a first call: start-up is not timed
 
     // Sequential: each await finishes before the next call is sent, so one worker is busy at a time.
     auto t0 = clock_type::now();
