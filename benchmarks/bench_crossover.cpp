@@ -213,14 +213,18 @@ long choose_calls(const config& cfg, double per_call_ns, long min_calls, std::si
 }
 
 // A pilot batch of min_calls (warm-up, and the size of the next batches),
-// then the median per-call time of cfg.repeats batches. --smoke: the pilot only.
+// then the median per-call time of cfg.repeats batches: one batch only where
+// the pilot says it would take over 5 x target_ms (the large payloads, whose
+// copies dominate and vary little). --smoke: the pilot only.
 template <class Payload>
 figure measure(offload::event_loop& loop, const config& cfg, pools p, exec_kind e, const Payload& payload,
                std::uint64_t iters, long min_calls, std::size_t bytes, std::uint64_t expect) {
     double pilot = loop.run_until_complete(batch_ns(p, e, payload, iters, min_calls, expect));
-    if (cfg.smoke) return {pilot / static_cast<double>(min_calls), min_calls};
-    const long m = choose_calls(cfg, pilot / static_cast<double>(min_calls), min_calls, bytes);
-    double per_call = median_of(cfg.repeats, [&] {
+    const double pilot_per_call = pilot / static_cast<double>(min_calls);
+    if (cfg.smoke) return {pilot_per_call, min_calls};
+    const long m = choose_calls(cfg, pilot_per_call, min_calls, bytes);
+    const bool long_batch = pilot_per_call * static_cast<double>(m) > 5 * cfg.target_ms * 1e6;
+    double per_call = median_of(long_batch ? 1 : cfg.repeats, [&] {
         return loop.run_until_complete(batch_ns(p, e, payload, iters, m, expect)) / static_cast<double>(m);
     });
     return {per_call, m};
@@ -469,11 +473,13 @@ int main(int argc, char** argv) {
     const auto started = bench_clock::now();
 
     try {
+        const std::string batches =
+            cfg.smoke ? std::string("SMOKE sizes, one small batch per figure")
+                      : fmt::format("batches of ~{:.0f} ms, median of {} (1 where a batch takes over {:.0f} ms)",
+                                    cfg.target_ms, cfg.repeats, 5 * cfg.target_ms);
         fmt::print("bench_crossover: inline vs thread_pool vs process_pool ({} workers each; Python: "
-                   "ThreadPoolExecutor, ProcessPoolExecutor), batches of ~{:.0f} ms, median of {}{}; {} CPUs "
-                   "online{}\n",
-                   cfg.workers, cfg.target_ms, cfg.repeats, cfg.smoke ? ", SMOKE sizes" : "",
-                   ::sysconf(_SC_NPROCESSORS_ONLN), hogs_note());
+                   "ThreadPoolExecutor, ProcessPoolExecutor); {}; {} CPUs online{}\n",
+                   cfg.workers, batches, ::sysconf(_SC_NPROCESSORS_ONLN), hogs_note());
 
         // Python first, while nothing else of ours runs (it is the slowest part).
         python_result py;

@@ -123,12 +123,14 @@ def choose_calls(per_call_ns, min_calls, size, args):
 
 async def measure(loop, executor, fn, fargs, min_calls, size, expect, args):
     """(ns per call, calls): a pilot batch of min_calls (warm-up and sizing),
-    then the median of --repeats batches of the chosen size."""
+    then the median of --repeats batches of the chosen size (one batch where
+    the pilot says it would take over 5 x --target-ms)."""
     pilot = await batch_ns(loop, executor, fn, fargs, min_calls, expect)
     if args.smoke:
         return pilot / min_calls, min_calls
     m = choose_calls(pilot / min_calls, min_calls, size, args)
-    samples = [await batch_ns(loop, executor, fn, fargs, m, expect) / m for _ in range(args.repeats)]
+    repeats = 1 if pilot / min_calls * m > 5 * args.target_ms * 1e6 else args.repeats
+    samples = [await batch_ns(loop, executor, fn, fargs, m, expect) / m for _ in range(repeats)]
     return statistics.median(samples), m
 
 
@@ -192,9 +194,11 @@ def main():
     ap.add_argument("--work-ns", type=int, nargs="*", default=[1000, 10_000, 100_000, 1_000_000, 10_000_000])
     ap.add_argument("--bytes", type=int, nargs="*", default=[0, 1024, 64 << 10, 1 << 20, 16 << 20, 64 << 20])
     ap.add_argument("--shared-bytes", type=int, nargs="*", default=[64 << 10, 1 << 20, 16 << 20, 64 << 20])
+    # bench_crossover.cpp passes its own worker count (available_cpus()), so
+    # that both sides run the same number; alone, the script uses os.cpu_count().
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--target-ms", type=float, default=40.0, help="wall time of a measured batch")
-    ap.add_argument("--max-calls", type=int, default=4000)
+    ap.add_argument("--max-calls", type=int, default=20_000)
     ap.add_argument("--max-batch-bytes", type=int, default=256 << 20)
     ap.add_argument("--repeats", type=int, default=3, help="measured batches per figure (median)")
     ap.add_argument("--smoke", action="store_true", help="one small batch per figure, no pilot")
