@@ -127,7 +127,7 @@ constexpr auto work_fn() {
 }
 
 // ns per spin iteration: the fastest of a few runs of at least `min_ns` each
-// (the fastest, so that a loaded machine does not shrink every W).
+// (the fastest: a run slowed by other processes would inflate it, and shrink every W).
 double calibrate(double min_ns) {
     std::uint64_t iters = 1000;
     for (;;) {
