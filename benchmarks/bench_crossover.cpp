@@ -9,7 +9,7 @@
 //   bench_crossover [--smoke] [--no-python] [--json PATH] [--hogs N]
 //
 // The work of one call reads every payload byte once, then spins W (integer
-// math calibrated at start to ns per iteration; Python's spin is pure Python,
+// math calibrated at start to CPU ns per iteration; Python's is pure Python,
 // so it holds the GIL). The payload travels by value (a std::vector<std::byte>
 // argument, copied into each offloaded call; Python: bytes, pickled for a
 // process, shared as is by a thread) or, for P >= 64 KiB, as a
@@ -53,6 +53,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <time.h>
 #include <type_traits>
 #include <unistd.h>
 #include <utility>
@@ -126,21 +127,28 @@ constexpr auto work_fn() {
         return &work_value;
 }
 
-// ns per spin iteration: the fastest of a few runs of at least `min_ns` each
-// (the fastest: a run slowed by other processes would inflate it, and shrink every W).
+// CPU time of this thread, ns: unlike wall time, not stretched while other
+// processes have the core, so W means the same on a busy machine.
+double thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+}
+
+// CPU ns per spin iteration: the fastest of a few runs of at least `min_ns`.
 double calibrate(double min_ns) {
     std::uint64_t iters = 1000;
     for (;;) {
-        auto t0 = bench_clock::now();
+        const double t0 = thread_cpu_ns();
         do_not_optimize(spin(iters, 1));
-        if (ns_since(t0) >= min_ns) break;
+        if (thread_cpu_ns() - t0 >= min_ns) break;
         iters *= 2;
     }
     double best = 1e300;
     for (int i = 0; i < 5; ++i) {
-        auto t0 = bench_clock::now();
+        const double t0 = thread_cpu_ns();
         do_not_optimize(spin(iters, 1));
-        best = std::min(best, ns_since(t0) / static_cast<double>(iters));
+        best = std::min(best, (thread_cpu_ns() - t0) / static_cast<double>(iters));
     }
     return best;
 }
@@ -536,7 +544,8 @@ int main(int argc, char** argv) {
         fmt::print("\ncrossover: the smallest compute per call W at which the executor beats inline (log-W "
                    "interpolation between grid points)\n\n");
         print_crossovers(xs, cfg);
-        fmt::print("\nspin calibration: C++ {:.3g} ns/iteration, Python {}\n", ns_per_iter,
+        fmt::print("\nW is CPU time, the spin calibrated on the thread CPU clock: C++ {:.3g} ns/iteration, Python {}\n",
+                   ns_per_iter,
                    py.get("ns_per_iter") ? fmt::format("{:.3g} ns/iteration", *py.get("ns_per_iter")) : "n/a");
         fmt::print("by value: C++ copies the vector into each pooled call (and a process pool through its "
                    "mailbox); Python's threads share the bytes, its processes pickle them.\n"
