@@ -192,6 +192,7 @@ template <class Payload>
 offload::task<double> batch_ns(pools p, exec_kind e, const Payload& payload, std::uint64_t iters, long m,
                                std::uint64_t expect) {
     std::vector<std::uint64_t> results;
+    results.reserve(static_cast<std::size_t>(m));
     auto t0 = bench_clock::now();
     switch (e) {
     case exec_kind::inline_:
