@@ -232,7 +232,8 @@ def machine_lines(run):
     info = run.info
     now = datetime.datetime.now(datetime.timezone.utc)
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # (RESULTS.md aside: the report itself rewrites it)
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/RESULTS.md"):
         commit += " (with uncommitted changes)"
     try:
         cpus = len(os.sched_getaffinity(0))
