@@ -83,7 +83,9 @@ demo_run() {
   shift
   echo
   echo "==> $*"
-  if ! "$@" 2>&1 | tee "$REPORT_DIR/logs/$name.log"; then
+  # stdin from /dev/null: mpirun (bench_mpi) would read the caller's stdin,
+  # the list of benchmarks still to run
+  if ! "$@" </dev/null 2>&1 | tee "$REPORT_DIR/logs/$name.log"; then
     echo "==> $name FAILED (exit status ${PIPESTATUS[0]}; log: $REPORT_DIR/logs/$name.log)"
     DEMO_FAILED+=("$name")
   fi
