@@ -421,7 +421,9 @@ def histogram(plotter, name, title, ylabel, yformat, categories, series, width=N
     for i, c in enumerate(categories):
         lines.append(" ".join(num(s[3][i]) for s in series) + "   # " + c.replace("\n", " "))
     lo, hi = log_range([v for s in series for v in s[3]], headroom=0)
-    width = width or max(720, 110 + len(categories) * (16 * len(series) + 36))
+    longest = max(len(line) for c in categories for line in c.split("\n"))
+    width = width or max(720, 110 + len(categories) * max(16 * len(series) + 36, 7.5 * longest + 16))
+    width = int(width)
     label_lines = max(c.count("\n") + 1 for c in categories)
     key_cols = max(1, min(len(series), (width - 60) // 180))
     key_rows = math.ceil(len(series) / key_cols)
@@ -563,6 +565,31 @@ def short_label(label, width=16):
     return "\n".join(out)
 
 
+def pair_rows(idle, loaded, keep):
+    """[(idle row or None, loaded row or None)] of the rows `keep` accepts. A row pairs with the
+    row of the same key; else with the one whose key differs only in its sizes (the runs under
+    hogs use smaller sizes: fork_map_1000000_c1000 / fork_map_100000_c1000), where that is unique."""
+    a = [r for r in idle.values() if keep(r)]
+    b = [r for r in loaded.values() if keep(r)]
+    by_key = {r.get("key"): r for r in b}
+    pairs = [(r, by_key.get(r.get("key"))) for r in a]
+    used = {id(l) for _, l in pairs if l}
+    rest_a = [i for i, (r, l) in enumerate(pairs) if l is None]
+    rest_b = [r for r in b if id(r) not in used]
+
+    def shape(r):
+        return re.sub(r"(?<![a-z0-9])\d+", "N", r.get("key", ""))
+
+    for i in rest_a:
+        s = shape(pairs[i][0])
+        same_a = [j for j in rest_a if shape(pairs[j][0]) == s]
+        same_b = [r for r in rest_b if shape(r) == s]
+        if len(same_a) == 1 and len(same_b) == 1:
+            pairs[i] = (pairs[i][0], same_b[0])
+            used.add(id(same_b[0]))
+    return pairs + [(None, r) for r in b if id(r) not in used]
+
+
 def section_throughput(run, plotter):
     out = ["## Throughput", ""]
     benches = [b for b in run.names()
@@ -574,13 +601,11 @@ def section_throughput(run, plotter):
             "hatched: under busy-loop hogs, where that run exists. The debug-mode rows of bench_loop compare offload "
             "with itself: in the table below only.", ""]
     for bench in benches:
-        idle, loaded = run.rows(bench), run.rows(bench, True)
-        keys = [k for k, r in idle.items() if r.get("unit") == "ops/s" and not k.startswith("debug_")]
-        keys += [k for k, r in loaded.items()
-                 if r.get("unit") == "ops/s" and k not in keys and not k.startswith("debug_")]
+        rows = pair_rows(run.rows(bench), run.rows(bench, True),
+                         lambda r: r.get("unit") == "ops/s" and not r.get("key", "").startswith("debug_"))
         hogs = hogs_of(run, [bench])
         load = f"{hogs} hogs" if hogs else "under load"
-        rows = [(idle.get(k), loaded.get(k)) for k in keys]
+        keys = [(i or l).get("key") for i, l in rows]
         cats = [short_label((i or l).get("label", k)) for (i, l), k in zip(rows, keys)]
         series = []
         for column in ("offload", "Python", "asio"):
@@ -589,7 +614,7 @@ def section_throughput(run, plotter):
                                [peer_value(r[1 if is_loaded else 0], column) for r in rows]))
         out += [f"### {bench}: {WHAT.get(bench, '')}".rstrip(": "), ""]
         line = histogram(plotter, f"throughput_{bench}", f"{bench}: throughput (higher is better)",
-                         "calls per second (log scale)", "%.0s %c/s", cats, series)
+                         "calls (map: items) per second, log scale", "%.0s %c/s", cats, series)
         out += [line or "(nothing to plot)", ""]
         header = ["measurement", "offload", "Python", "asio"]
         if hogs:
@@ -597,6 +622,10 @@ def section_throughput(run, plotter):
         table = []
         for (i, l), k in zip(rows, keys):
             cells = [(i or l).get("label", k)]
+            if i and l and l.get("label") != i.get("label"):
+                prefix = os.path.commonprefix([i.get("label", ""), l.get("label", "")])
+                prefix = prefix[: prefix.rfind(": ") + 2] if ": " in prefix else ""
+                cells[0] += f" (under hogs: {l.get('label', '')[len(prefix):]})"
             for r in ((i, l) if hogs else (i,)):
                 for column in ("offload", "Python", "asio"):
                     v = peer_value(r, column)
@@ -891,7 +920,13 @@ def index_md(run, plotter):
     out += ["", "## Files", "", f"JSON read: {', '.join(run.files) or 'none'}."]
     logs = os.path.join(os.path.dirname(os.path.abspath(run.jsondir)), "logs")
     if os.path.isdir(logs):
-        out.append(f"Each program's output: `{os.path.relpath(logs, plotter.outdir)}/`.")
+        where = os.path.relpath(logs, plotter.outdir)
+        out.append(f"Each program's output: `{logs if where.startswith('..') else where}/`.")
+        stems = {f[:-5] for f in run.files}
+        only = sorted(f[:-4] for f in os.listdir(logs)
+                      if f.startswith("bench_") and f.endswith(".log") and f[:-4] not in stems)
+        if only:
+            out.append(f"Output only, no JSON (see their logs): {', '.join(only)}.")
     problems = run.problems + plotter.problems
     if problems:
         out += ["", "Problems: " + "; ".join(problems)]
