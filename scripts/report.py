@@ -178,8 +178,8 @@ class Run:
                 self.info = data
                 continue
             loaded = (data.get("hogs") or 0) > 0
-            if isinstance(data.get("grid"), list):
-                self.crossover = data
+            if isinstance(data.get("grid"), list) and (self.crossover is None or self.crossover.get("hogs")):
+                self.crossover = data  # the idle run, where there are two
             if isinstance(data.get("results"), list):
                 bench = data.get("benchmark") or re.sub(r"_hogs$", "", stem)
                 self.bench.setdefault((bench, loaded), data)
@@ -332,16 +332,22 @@ def bench_heading(run, bench, loaded):
     return text
 
 
-def all_tables(run, level):
-    """The table of every benchmark JSON, idle then under hogs; missing ones named."""
+def all_tables(run, level, grid_note=None):
+    """The table of every benchmark JSON, idle then under hogs; missing ones named. A benchmark
+    with a grid (bench_crossover: a row per cell and executor) gets its crossover points instead,
+    or `grid_note` where given."""
     out = []
     hashes = "#" * level
     for bench in run.names():
         for loaded in (False, True):
             if (bench, loaded) not in run.bench:
                 continue
+            data = run.bench[(bench, loaded)]
             out += ["", f"{hashes} {bench_heading(run, bench, loaded)}", ""]
-            out += bench_table(run.bench[(bench, loaded)])
+            if isinstance(data.get("grid"), list):
+                out += [grid_note] if grid_note else crossover_table(data)
+            else:
+                out += bench_table(data)
     missing = [b for b in KNOWN if not any((b, l) in run.bench for l in (False, True))]
     if not run.service:
         missing.append("bench_service")
@@ -884,7 +890,8 @@ def crossover_table(data):
     works = [g.get("work_ns") for g in data.get("grid", []) if g.get("work_ns")]
     hi = max(works) if works else None
     lo = min(works) if works else None
-    table = []
+    order = {"thread": 0, "process": 1, "value": 0, "shared": 1}
+    cells = {}  # (executor, payload, bytes) -> {impl: text}
     for c in points:
         note = c.get("note")
         if note == "never":
@@ -893,11 +900,18 @@ def crossover_table(data):
             where = f"always (already at {fmt_seconds(lo * 1e-9)})" if lo else "always"
         else:
             where = fmt_seconds(c["work_ns"] * 1e-9) if c.get("work_ns") is not None else "—"
-        table.append([c.get("impl", "?"), c.get("executor", "?"), c.get("payload", "?"),
-                      fmt_bytes(c.get("bytes") or 0), where])
-    return (["Crossover: the CPU work per call above which offloading beats running inline "
+        key = (c.get("executor", "?"), c.get("payload", "?"), c.get("bytes") or 0)
+        cells.setdefault(key, {})[c.get("impl", "?")] = where
+    impls = [i for i in ("offload", "python") if any(i in v for v in cells.values())]
+    impls += sorted({i for v in cells.values() for i in v} - set(impls))
+    table = [[e, p, fmt_bytes(b)] + [v.get(i, "—") for i in impls]
+             for (e, p, b), v in sorted(cells.items(), key=lambda kv: (order.get(kv[0][0], 9), str(kv[0][0]),
+                                                                       order.get(kv[0][1], 9), str(kv[0][1]),
+                                                                       kv[0][2]))]
+    names = {"offload": "offload pays from", "python": "Python pays from"}
+    return (["Crossover: the CPU work per call from which offloading beats running inline "
              "(interpolated between the measured sizes):", ""]
-            + md_table(["impl", "executor", "payload", "bytes", "offloading pays from"], table))
+            + md_table(["executor", "payload", "bytes"] + [names.get(i, f"{i} pays from") for i in impls], table))
 
 
 # ---------------------------------------------------------------------------
@@ -916,7 +930,8 @@ def index_md(run, plotter):
         out += section(run, plotter) + [""]
     out += ["## Every table of the run", "",
             "Each benchmark's table as the program printed it (values, cost ratios, targets)."]
-    out += all_tables(run, 3)
+    out += all_tables(run, 3, grid_note="Its grid, as speed-ups, and its crossover points: in \"When does "
+                      "offloading pay?\" above (the program's log has every cell's ns per call).")
     out += ["", "## Files", "", f"JSON read: {', '.join(run.files) or 'none'}."]
     logs = os.path.join(os.path.dirname(os.path.abspath(run.jsondir)), "logs")
     if os.path.isdir(logs):
@@ -944,8 +959,6 @@ def results_section(run, outdir):
     out += all_tables(run, 3)
     if run.service:
         out += [""] + section_service(run, None, level=3)
-    if run.crossover and run.crossover.get("crossover"):
-        out += ["", "### bench_crossover: crossover points", ""] + crossover_table(run.crossover)
     return out
 
 

@@ -52,7 +52,7 @@ def main(argv):
     check("offload, 2 hogs" in index, "the latency table has the run under hogs")
     check("| inline | 0 |" in index and "| process (workers=1 nice=0) | 2 |" in index,
           "the service table has the idle and the hogs runs")
-    check("offloading pays from" in index and "never (not up to" in index, "the crossover table")
+    check("| offload pays from | Python pays from |" in index and "never (not up to" in index, "the crossover table")
     check("measured in this run: bench_loop, bench_process" in index, "the missing benchmarks are named as such")
 
     if shutil.which("gnuplot"):
