@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # offload's one entry point.
-#   bash run.sh demo   build the release preset, run the examples and benchmarks
+#   bash run.sh demo   build the examples and benchmarks (release preset, no
+#                      tests), run them, and write the report: plots and
+#                      tables in build/report/index.md (JSON in
+#                      build/report/json, each program's output in
+#                      build/report/logs) and the generated section of
+#                      benchmarks/RESULTS.md (scripts/report.py)
 #   bash run.sh test   check the formatting (clang-format-16) and the API
 #                      reference (scripts/api_docs.sh: Doxygen, no warnings),
 #                      then build and test the presets dev, debug (g++ -O0),
@@ -10,7 +15,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 wrk libopenmpi-dev openmpi-bin python3-mpi4py)
+DEMO_PACKAGES=(g++ cmake ninja-build libfmt-dev libasio-dev python3 wrk libopenmpi-dev openmpi-bin python3-mpi4py
+  gnuplot-nox)
 TEST_PACKAGES=("${DEMO_PACKAGES[@]}" clang-16 catch2 libclang-rt-16-dev clang-format-16 doxygen)
 
 usage() {
@@ -68,24 +74,53 @@ prepare_sanitizer_aslr() {
   fi
 }
 
+# Runs one program of the demo: its output to the terminal and to
+# build/report/logs/NAME.log; a failure is reported at the end, not fatal
+# (the report says what was not measured).
+DEMO_FAILED=()
+demo_run() {
+  local name=$1
+  shift
+  echo
+  echo "==> $*"
+  # stdin from /dev/null: mpirun (bench_mpi) would read the caller's stdin,
+  # the list of benchmarks still to run
+  if ! "$@" </dev/null 2>&1 | tee "$REPORT_DIR/logs/$name.log"; then
+    echo "==> $name FAILED (exit status ${PIPESTATUS[0]}; log: $REPORT_DIR/logs/$name.log)"
+    DEMO_FAILED+=("$name")
+  fi
+}
+
 demo() {
   ensure_packages "${DEMO_PACKAGES[@]}"
-  cmake --preset release
+  local started=$EPOCHSECONDS load_start
+  load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+  # Examples and benchmarks only: the tests (and the examples built again
+  # against the library compiled once) are for `bash run.sh test`.
+  cmake --preset release -DOFFLOAD_BUILD_TESTS=OFF -DOFFLOAD_BUILD_SEPARATE=OFF
   cmake --build --preset release
-  local exe ran=0
+  REPORT_DIR=build/report
+  local json=$REPORT_DIR/json
+  rm -rf "$REPORT_DIR"
+  mkdir -p "$json" "$REPORT_DIR/logs"
+  printf '{"started_epoch": %d, "build_s": %d, "loadavg_start": "%s", "compiler": "%s", "build_type": "Release"}\n' \
+    "$started" $((EPOCHSECONDS - started)) "$load_start" "$(g++ --version | head -n 1)" >"$json/run.json"
+  local exe name ran=0
   for exe in build/release/examples/example_*; do
     [[ -f "$exe" && -x "$exe" ]] || continue
     [[ "$exe" == */example_http_service ]] && continue # serves until stopped: run by bench_service_driver.py below
-    echo
-    echo "==> $exe"
-    "$exe"
+    demo_run "$(basename "$exe")" "$exe"
     ran=1
   done
   if [[ -d build/release/benchmarks ]]; then
     while IFS= read -r exe; do
-      echo
-      echo "==> $exe"
-      "$exe"
+      name=$(basename "$exe")
+      # Programs built on bench_common.hpp's parse_options take --json PATH.
+      if grep -qE 'parse_options|"--json"' "benchmarks/$name.cpp" 2>/dev/null; then
+        demo_run "$name" "$exe" --json "$json/$name.json"
+      else
+        demo_run "$name" "$exe"
+      fi
       ran=1
     done < <(find build/release/benchmarks -maxdepth 1 -type f -perm -u+x | sort)
   fi
@@ -99,24 +134,29 @@ demo() {
   for exe_name in bench_offload bench_process; do
     exe=build/release/benchmarks/$exe_name
     [[ -x "$exe" ]] || continue
-    echo
-    echo "==> $exe --hogs $hogs"
-    "$exe" --hogs "$hogs" --json "${exe_name}_hogs.json"
+    demo_run "${exe_name}_hogs" "$exe" --hogs "$hogs" --json "$json/${exe_name}_hogs.json"
   done
   # The HTTP service example under wrk beside its asyncio peer (issue 11):
   # idle, then with 2 busy-loop processes beside it.
   local service
   for service in build/release/examples/http_service build/release/examples/example_http_service; do
     [[ -x "$service" ]] || continue
-    echo
-    echo "==> benchmarks/bench_service_driver.py --cpp $service"
-    /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 --json bench_service.json
-    echo
-    echo "==> benchmarks/bench_service_driver.py --cpp $service --hogs 2"
-    /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 --hogs 2 \
-      --json bench_service_hogs.json
+    demo_run bench_service /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 \
+      --json "$json/bench_service.json"
+    demo_run bench_service_hogs /usr/bin/python3 benchmarks/bench_service_driver.py --cpp "$service" --repeats 2 \
+      --hogs 2 --json "$json/bench_service_hogs.json"
     break
   done
+  # The report: plots (gnuplot SVG) and tables in build/report/index.md, and
+  # the generated section of benchmarks/RESULTS.md, from this run's JSON.
+  echo
+  echo "==> scripts/report.py $json $REPORT_DIR --results benchmarks/RESULTS.md"
+  /usr/bin/python3 scripts/report.py "$json" "$REPORT_DIR" --results benchmarks/RESULTS.md
+  echo "==> report: $REPORT_DIR/index.md (logs: $REPORT_DIR/logs/); the demo took $(((EPOCHSECONDS - started) / 60)) min"
+  if ((${#DEMO_FAILED[@]} > 0)); then
+    echo "==> failed: ${DEMO_FAILED[*]}"
+    return 1
+  fi
 }
 
 test_all() {
