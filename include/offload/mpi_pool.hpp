@@ -66,8 +66,10 @@ inline mpi_pool_core& core_of(mpi_pool& pool) noexcept;
 class mpi_pool {
 public:
     /// Handshakes with every worker rank (throws std::runtime_error naming each
-    /// rank that runs another build, never called worker_main or did not
-    /// answer within handshake_timeout; the job is then aborted at exit).
+    /// rank that runs another build, could not start its local pool, never
+    /// called worker_main or did not answer within handshake_timeout). When
+    /// every rank answered from worker_main, they all exit and the job ends
+    /// normally with rank 0; otherwise the job is aborted when rank 0 exits.
     explicit mpi_pool(mpi_pool_options opts = {}) : core_(std::move(opts)) {}
     mpi_pool(const mpi_pool&) = delete;
     mpi_pool& operator=(const mpi_pool&) = delete;

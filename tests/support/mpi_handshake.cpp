@@ -3,7 +3,9 @@
 // mpi_handshake_b, which differ by OFFLOAD_HANDSHAKE_VARIANT: two builds).
 //   forgot:   only rank 0 calls mpi_pool::worker_main; the others run main
 //             and construct a pool themselves.
-//   mismatch: every rank calls worker_main, but ranks run different builds.
+//   mismatch: every rank calls worker_main, but ranks run different builds
+//             (all but rank 0, or some of them); each worker rank must leave
+//             worker_main by itself, the job ending without an abort.
 //   silent:   the other ranks start MPI (as a program that forgot worker_main
 //             and does long work first would) but never answer. (A rank
 //             that never starts MPI at all stalls MPI_Init on every rank:
@@ -16,12 +18,23 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <string_view>
 #include <thread>
 
 int main(int argc, char** argv) {
     std::string mode = argc > 1 ? argv[1] : "";
     const char* env = std::getenv("OMPI_COMM_WORLD_RANK");
     int rank = env ? std::atoi(env) : 0;
+    // A worker rank that leaves worker_main by itself says so (one that Open
+    // MPI kills after the job failed does not). A rank that cannot serve exits
+    // with status 1, upon which mpiexec kills the ranks still running: it waits
+    // a second first, so that the others have said it.
+    if (mode == "mismatch" && rank != 0)
+        std::atexit([] {
+            std::fprintf(stderr, "rank %s left worker_main\n", std::getenv("OMPI_COMM_WORLD_RANK"));
+            if (std::string_view(OFFLOAD_HANDSHAKE_VARIANT) == "b")
+                std::this_thread::sleep_for(std::chrono::seconds(1));
+        });
     if (mode == "mismatch" || rank == 0) offload::mpi_pool::worker_main(argc, argv);
     if (mode == "silent" && rank != 0) {
         offload::detail::mpi_runtime::get(); // MPI_Init, then no answer

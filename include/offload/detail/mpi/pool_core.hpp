@@ -208,10 +208,25 @@ private:
                 problems += "\n  " + who + " could not start its local process_pool: " + h.detail;
         }
         if (!problems.empty()) {
-            rt_.mark_broken(); // the ranks are in no state to finalize together: abort at exit
-            throw std::runtime_error("offload::mpi_pool: the handshake with the worker ranks failed (the MPI job is "
-                                     "aborted when this process exits):" +
-                                     problems);
+            // Ranks that answered from worker_main can end the job cleanly: the
+            // ones that cannot serve exit after MPI_Finalize, the others are told
+            // to stop. A rank that ran main() or never answered cannot: abort the
+            // job at exit. Only then, as Open MPI 4.1's mpiexec sometimes hangs
+            // or crashes in its own teardown after an abort.
+            bool all_in_worker_main = replies_.size() == static_cast<std::size_t>(rt_.size() - 1) &&
+                                      std::none_of(replies_.begin(), replies_.end(), [](const auto& p) {
+                                          return p.second.st == mpi_hello_reply::forgot_worker_main;
+                                      });
+            if (all_in_worker_main) {
+                for (const auto& [r, h] : replies_)
+                    if (h.st == mpi_hello_reply::ok) rt_.send(r, tag_stop, {});
+            } else {
+                rt_.mark_broken();
+            }
+            throw std::runtime_error(std::string("offload::mpi_pool: the handshake with the worker ranks failed (") +
+                                     (all_in_worker_main ? "the worker ranks have been told to exit"
+                                                         : "the MPI job is aborted when this process exits") +
+                                     "):" + problems);
         }
         for (int r = 1; r < rt_.size(); ++r) {
             auto s = std::make_unique<rank_state>();
