@@ -153,7 +153,10 @@ TEST_CASE("mpi_pool: map returns results in input order", "[mpi_pool]") {
 TEST_CASE("mpi_pool: a call cancelled before it is sent never runs", "[mpi_pool]") {
     temp_dir dir;
     std::string go = (dir.path / "go").string(), ran = (dir.path / "ran").string();
-    on_loop([](std::string go, std::string ran) -> task<> {
+    // The loop outlives the run, so the pool is still bound to it when the
+    // waiting shutdown below is called between runs, on the loop's thread.
+    event_loop loop;
+    loop.run_until_complete([](std::string go, std::string ran) -> task<> {
         // 2 ranks x 2 in flight: four blockers fill every slot; the fifth waits on rank 0.
         std::vector<future<int>> blockers;
         for (int i = 0; i < 4; ++i) blockers.push_back(submit(pool(), wait_for_file, go, i));
@@ -237,7 +240,10 @@ TEST_CASE("mpi_pool: stats count per rank and in total", "[mpi_pool]") {
 TEST_CASE("mpi_pool: shutdown with cancel_pending drops queued calls and lets running ones finish", "[mpi_pool]") {
     temp_dir dir;
     std::string go = (dir.path / "go").string(), ran = (dir.path / "ran").string();
-    on_loop([](std::string go, std::string ran) -> task<> {
+    // The loop outlives the run, so the pool is still bound to it when the
+    // waiting shutdown below is called between runs, on the loop's thread.
+    event_loop loop;
+    loop.run_until_complete([](std::string go, std::string ran) -> task<> {
         std::vector<future<int>> blockers;
         for (int i = 0; i < 4; ++i) blockers.push_back(submit(pool(), wait_for_file, go, i));
         bool full = co_await eventually([] { return pool().stats().busy == 4; });

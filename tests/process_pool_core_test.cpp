@@ -4,6 +4,7 @@
 // child process is left behind once the pool is gone.
 #include <offload/process_pool.hpp>
 
+#include <offload/event_loop.hpp>
 #include <offload/gather.hpp>
 #include <offload/run.hpp>
 #include <offload/sleep.hpp>
@@ -363,6 +364,32 @@ TEST_CASE("process_pool: shutdown with cancel_pending resolves queued calls with
         int v = co_await running; // the running call still completes
         CHECK(v == 100);
     }(pool));
+}
+
+TEST_CASE("process_pool: shutdown between runs of the loop it is bound to drains and returns",
+          "[process_pool][shutdown]") {
+    // The loop still exists but is not running: nothing would run a step
+    // posted to it, so shutdown drives the workers from the calling thread.
+    std::size_t fds = test::fd_count();
+    {
+        event_loop loop;
+        process_pool pool({.workers = 2});
+        auto first = loop.run_until_complete(
+            [](process_pool& p) -> task<int> { co_return co_await run_in_executor(p, add, 1, 2); }(pool));
+        CHECK(first == 3);
+        pool.shutdown(true, false);
+        CHECK(pool.worker_pids().empty());
+        auto after = loop.run_until_complete([](process_pool& p) -> task<bool> {
+            try {
+                co_await run_in_executor(p, add, 1, 1);
+            } catch (const executor_closed&) {
+                co_return true;
+            }
+            co_return false;
+        }(pool));
+        CHECK(after);
+    }
+    CHECK(test::fd_count() == fds);
 }
 
 TEST_CASE("process_pool: a pool outlives the loops that use it", "[process_pool]") {

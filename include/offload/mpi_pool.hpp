@@ -94,7 +94,8 @@ public:
     /// Stops accepting calls (executor_closed). With cancel_pending, calls not
     /// yet sent to a rank resolve with executor_closed at once. Once nothing is
     /// in flight the worker ranks are told to exit; with wait, returns when
-    /// they all have. Callable from any thread.
+    /// they all have. Callable from any thread (from another thread than the
+    /// loop's, a waiting shutdown needs that loop running).
     void shutdown(bool wait = true, bool cancel_pending = false) { core_.shutdown(wait, cancel_pending); }
 
     /// The pool's counters in total (workers: every local worker process of every rank).

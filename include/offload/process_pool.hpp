@@ -74,7 +74,9 @@ public:
     /// Stops accepting calls (executor_closed). With cancel_pending, queued calls
     /// resolve with executor_closed at once. With wait, returns once every worker
     /// has exited. Callable from any thread; from another thread the loop that
-    /// uses the pool goes on serving while the workers drain.
+    /// uses the pool goes on serving while the workers drain (that loop must
+    /// be running, or run, for a waiting shutdown to return). On the loop's
+    /// thread, inside a step or between runs, it drives the workers itself.
     void shutdown(bool wait = true, bool cancel_pending = false) { core_.shutdown(wait, cancel_pending); }
 
     /// A snapshot of the pool's counters and latency percentiles.

@@ -233,6 +233,10 @@ public:
     void stop() noexcept { stopping_ = true; }
     bool stopping() const noexcept { return stopping_; }
     bool is_running() const noexcept { return running_; }
+    /// Whether the calling thread is the loop's (the one that last ran it, or
+    /// constructed it): where it is and the loop is not running, nothing runs
+    /// what is posted to it until this thread runs it again.
+    bool on_owner_thread() const noexcept { return owner_ == &tls; }
 
     // --- executors the loop knows -------------------------------------------------
     /// The default thread pool, owned by the loop (created by its first user).

@@ -499,7 +499,9 @@ private:
     void shutdown_impl(bool wait, bool cancel_pending, bool destroying) {
         std::unique_lock lk(mu_);
         closed_ = true;
-        bool on_loop = !loop_ || loop_core::current() == loop_;
+        // On the loop's thread, in a step or between runs of the loop, nobody
+        // else would process the inbox: do it here.
+        bool on_loop = !loop_ || loop_core::current() == loop_ || loop_->on_owner_thread();
         if (cancel_pending || destroying) {
             if (on_loop) {
                 fail_pending();

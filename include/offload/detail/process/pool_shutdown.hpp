@@ -107,7 +107,9 @@ OFFLOAD_DECL void process_pool_core::shutdown(bool wait, bool cancel_pending) {
         closed_.store(true);
         bound = loop_;
     }
-    bool on_loop_thread = bound && loop_core::current() == bound;
+    // On the loop's own thread, running or not (between two runs of it, a
+    // step posted to it would wait for the next run), drive the pool here.
+    bool on_loop_thread = bound && (loop_core::current() == bound || bound->on_owner_thread());
     if (!bound || on_loop_thread || in_destructor_) {
         begin_shutdown(cancel_pending);
         if (wait || in_destructor_) {
