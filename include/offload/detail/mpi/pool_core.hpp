@@ -501,7 +501,7 @@ private:
         closed_ = true;
         // On the loop's thread, in a step or between runs of the loop, nobody
         // else would process the inbox: do it here.
-        bool on_loop = !loop_ || loop_core::current() == loop_ || loop_->on_owner_thread();
+        bool on_loop = !loop_ || loop_->on_owner_thread();
         if (cancel_pending || destroying) {
             if (on_loop) {
                 fail_pending();

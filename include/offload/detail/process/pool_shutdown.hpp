@@ -109,7 +109,7 @@ OFFLOAD_DECL void process_pool_core::shutdown(bool wait, bool cancel_pending) {
     }
     // On the loop's own thread, running or not (between two runs of it, a
     // step posted to it would wait for the next run), drive the pool here.
-    bool on_loop_thread = bound && (loop_core::current() == bound || bound->on_owner_thread());
+    bool on_loop_thread = bound && bound->on_owner_thread(); // running it now, or the last to run it
     if (!bound || on_loop_thread || in_destructor_) {
         begin_shutdown(cancel_pending);
         if (wait || in_destructor_) {
